@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import lzma
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -44,7 +45,8 @@ _CLASSIC = {
     b"\xa1\xb2\x3c\x4d": (True, 1),
 }
 _NG_SHB = b"\x0a\x0d\x0d\x0a"
-_READ_ERRORS = (OSError, EOFError, lzma.LZMAError, ValueError)
+_READ_PIECE = 256 << 10
+_READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError)
 
 
 @dataclass
@@ -215,10 +217,15 @@ class _Chunks:
         view = memoryview(self.buf)  # type: ignore[arg-type]
         while self.n < self.buf.shape[0] and not self.eof:
             try:
-                got = self.fh.readinto(view[self.n :])  # type: ignore[attr-defined]
+                # modest pieces: a decompressor that fails mid-read loses at most one piece
+                piece = view[self.n : min(self.n + _READ_PIECE, self.buf.shape[0])]
+                got = self.fh.readinto(piece)  # type: ignore[attr-defined]
             except _READ_ERRORS as exc:
                 self.eof = True
                 raise _ReadError(f"{type(exc).__name__}: {exc}") from None
+            except ParseError as exc:  # open_binary's own report of a corrupt compressed stream
+                self.eof = True
+                raise _ReadError(exc.reason) from None
             if not got:
                 self.eof = True
             else:
@@ -313,9 +320,7 @@ def _classic(fh: IO[bytes], head: bytes, name: str, chunk: int, dead: DeadLetter
         if count:
             link = np.full(count, linktype, np.int64)
             numbers = np.arange(index, index + count, dtype=np.int64)
-            yield _decode(
-                src.buf, numbers, off[:count], cap[:count], wire[:count], ts[:count], link, link * 0
-            )
+            yield _decode(src.buf, numbers, off[:count], cap[:count], wire[:count], ts[:count], link, link * 0)
             index += count
         src.consume(used)
         if status == kern.CORRUPT:
@@ -333,9 +338,7 @@ def _classic(fh: IO[bytes], head: bytes, name: str, chunk: int, dead: DeadLetter
             continue
         if src.eof:
             if src.n:
-                dead.add(
-                    name, index, _truncated_reason(src.buf[: src.n], src.base, order), bytes(src.buf[:64])
-                )
+                dead.add(name, index, _truncated_reason(src.buf[: src.n], src.base, order), bytes(src.buf[:64]))
             return
         if used == 0 and src.n == src.buf.shape[0] and not src.grow():
             dead.add(name, index, f"byte {src.base}: record larger than {MAX_BUFFER} bytes; file skipped")
@@ -361,9 +364,7 @@ class _Interfaces:
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         # numba wants non-empty typed arrays; a dummy slot is never read when n_if == 0
-        return tuple(
-            np.asarray(v or [0], np.int64) for v in (self.link, self.snap, self.mul, self.div, self.off)
-        )
+        return tuple(np.asarray(v or [0], np.int64) for v in (self.link, self.snap, self.mul, self.div, self.off))
 
 
 def _tsresol(code: int) -> tuple[int, int]:

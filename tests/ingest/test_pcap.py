@@ -6,6 +6,7 @@ import bz2
 import gzip
 import lzma
 import math
+import os
 import re
 import socket
 import struct
@@ -109,9 +110,7 @@ def ng_idb(linktype: int, tsresol: int | None = None, o: str = "<") -> bytes:
 
 def ng_epb(iface: int, ticks: int, pkt: bytes, o: str = "<", caplen: int | None = None) -> bytes:
     cap = len(pkt) if caplen is None else caplen
-    return ng_block(
-        6, struct.pack(o + "IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF, cap, len(pkt)) + pkt, o
-    )
+    return ng_block(6, struct.pack(o + "IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF, cap, len(pkt)) + pkt, o)
 
 
 def read(path: Path, **kw: object) -> tuple[pd.DataFrame, DeadLetter]:
@@ -345,9 +344,7 @@ def test_compressed(tmp_path: Path, opener: object) -> None:
     got, _ = read(packed)
     want, _ = read(plain)
 
-    pd.testing.assert_frame_equal(
-        got.drop(columns=["event_id", "source"]), want.drop(columns=["event_id", "source"])
-    )
+    pd.testing.assert_frame_equal(got.drop(columns=["event_id", "source"]), want.drop(columns=["event_id", "source"]))
 
 
 def test_small_chunks_and_batches_match_one_read(tmp_path: Path) -> None:
@@ -409,9 +406,7 @@ def test_corrupt_record_header_stops_the_file(tmp_path: Path) -> None:
 def test_pcapng_bad_caplen_skips_only_that_packet(tmp_path: Path) -> None:
     eth = ether(ipv4(l4=tcp()))
     path = tmp_path / "bc.pcapng"
-    path.write_bytes(
-        ng_shb() + ng_idb(1) + ng_epb(0, 1, eth) + ng_epb(0, 2, eth, caplen=999) + ng_epb(0, 3, eth)
-    )
+    path.write_bytes(ng_shb() + ng_idb(1) + ng_epb(0, 1, eth) + ng_epb(0, 2, eth, caplen=999) + ng_epb(0, 3, eth))
 
     frame, dead = read(path)
 
@@ -445,6 +440,41 @@ def test_wrong_magic_and_empty(tmp_path: Path) -> None:
         PcapReader().read(tmp_path / "h.pcap")
 
     assert str(wrong.value) == f"{tmp_path / 'x.txt'}: not a pcap or pcapng file (magic 0x64617461)"
+
+
+@pytest.mark.parametrize("opener", [gzip.open, lzma.open, bz2.open], ids=["gz", "xz", "bz2"])
+def test_compressed_stream_cut_short(tmp_path: Path, opener: object) -> None:
+    pkts = [ether(ipv4(l4=tcp(seq=i, payload=os.urandom(200)))) for i in range(300)]
+    packed = tmp_path / "cut.pcap.z"
+    with opener(packed, "wb") as fh:  # type: ignore[operator]
+        fh.write(write_pcap(tmp_path / "p.pcap", pkts).read_bytes())
+    packed.write_bytes(packed.read_bytes()[: packed.stat().st_size // 2])
+    (tmp_path / "junk.gz").write_bytes(b"\x1f\x8b" + b"junk" * 20)
+
+    dead = DeadLetter()
+    try:
+        frame = PcapReader().read(packed, dead=dead)
+    except ParseError as exc:  # the decompressor may fail before the first record
+        assert str(exc).startswith(str(packed))
+    else:
+        assert len(frame) < 300 and dead.count >= 1
+        assert frame["num.tcp_seq"].tolist() == list(range(len(frame)))
+    with pytest.raises(ParseError, match=re.escape(str(tmp_path / "junk.gz"))):
+        PcapReader().read(tmp_path / "junk.gz")
+
+
+def test_gzip_cut_short_after_megabytes_keeps_the_packets_before(tmp_path: Path) -> None:
+    pkts = [ether(ipv4(l4=tcp(seq=i, payload=os.urandom(300)))) for i in range(7000)]
+    packed = tmp_path / "cut.pcap.gz"
+    with gzip.open(packed, "wb", compresslevel=1) as fh:
+        fh.write(write_pcap(tmp_path / "p.pcap", pkts).read_bytes())
+    packed.write_bytes(packed.read_bytes()[: packed.stat().st_size * 3 // 4])
+
+    frame, dead = read(packed)
+
+    assert 0 < len(frame) < 7000 and dead.count >= 1
+    assert frame["num.tcp_seq"].tolist() == list(range(len(frame)))
+    assert "reading stopped" in dead.samples[0]["reason"]
 
 
 def test_bad_parameters() -> None:
@@ -525,9 +555,7 @@ def dpkt_fields(buf: bytes, linktype: int) -> tuple[str, str, float, float]:
         return "", "", math.nan, math.nan
     fam = socket.AF_INET if isinstance(ip, dpkt.ip.IP) else socket.AF_INET6
     l4 = ip.data
-    ports = (
-        (float(l4.sport), float(l4.dport)) if isinstance(l4, dpkt.tcp.TCP | dpkt.udp.UDP) else (math.nan,) * 2
-    )
+    ports = (float(l4.sport), float(l4.dport)) if isinstance(l4, dpkt.tcp.TCP | dpkt.udp.UDP) else (math.nan,) * 2
     return socket.inet_ntop(fam, ip.src), socket.inet_ntop(fam, ip.dst), *ports
 
 
