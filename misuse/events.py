@@ -119,8 +119,8 @@ class Event:
         }
         for k, v in self.num.items():
             row[NUM_PREFIX + k] = v
-        for k, v in self.cat.items():
-            row[CAT_PREFIX + k] = v
+        for k, c in self.cat.items():
+            row[CAT_PREFIX + k] = c
         return row
 
 
@@ -201,8 +201,8 @@ def frame_to_events(frame: pd.DataFrame) -> Iterator[Event]:
             kind=str(rec["kind"]),
             action=str(rec["action"]),
             peer=str(rec["peer"]),
-            num={c[len(NUM_PREFIX):]: float(rec[c]) for c in nums if not _isnan(rec[c])},
-            cat={c[len(CAT_PREFIX):]: str(rec[c]) for c in cats if rec[c] is not None and not _isnan(rec[c])},
+            num={c[len(NUM_PREFIX) :]: float(rec[c]) for c in nums if not _isnan(rec[c])},
+            cat={c[len(CAT_PREFIX) :]: str(rec[c]) for c in cats if rec[c] is not None and not _isnan(rec[c])},
             label=None if rec["label"] is None or _isnan(rec["label"]) else str(rec["label"]),
             event_id=str(rec["event_id"]),
             source=str(rec["source"]),
@@ -215,9 +215,9 @@ def _isnan(v: object) -> bool:
 
 def num_columns(frame: pd.DataFrame) -> list[str]:
     """Names (without prefix) of the numeric attributes of a frame."""
-    return [c[len(NUM_PREFIX):] for c in frame.columns if c.startswith(NUM_PREFIX)]
+    return [c[len(NUM_PREFIX) :] for c in frame.columns if c.startswith(NUM_PREFIX)]
 
 
 def cat_columns(frame: pd.DataFrame) -> list[str]:
     """Names (without prefix) of the categorical attributes of a frame."""
-    return [c[len(CAT_PREFIX):] for c in frame.columns if c.startswith(CAT_PREFIX)]
+    return [c[len(CAT_PREFIX) :] for c in frame.columns if c.startswith(CAT_PREFIX)]

@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import lzma
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,8 +53,38 @@ def open_binary(path: str | Path) -> IO[bytes]:
         head = fh.read(6)
     for magic, opener in _MAGIC.items():
         if head.startswith(magic):
-            return opener(p, "rb")  # type: ignore[no-any-return,operator]
+            inner = opener(p, "rb")  # type: ignore[operator]
+            return io.BufferedReader(_Decompressed(inner, str(p)), buffer_size=1 << 20)
     return open(p, "rb")
+
+
+class _Decompressed(io.RawIOBase):
+    """A decompressing stream whose corruption errors surface as ParseError naming the file."""
+
+    def __init__(self, inner: IO[bytes], source: str) -> None:
+        self._inner = inner
+        self._source = source
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._inner.read(len(buffer))
+        except (EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
+            raise ParseError(
+                f"compressed data is corrupt or truncated after {self._pos} bytes ({exc})",
+                source=self._source,
+            ) from None
+        n = len(data)
+        buffer[:n] = data
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
 
 
 def open_text(path: str | Path) -> IO[str]:

@@ -1,0 +1,52 @@
+# The two set-up commands a newcomer needs: `make demo` and `make test`. Each builds .venv itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip --disable-pip-version-check
+# torch is pinned and installed in the same pip command as everything that depends on it, so pip
+# takes the local CPU build instead of a multi-GB CUDA one.
+TORCH  := torch==2.13.0
+# Debian packages the tests drive for real (broker, browser, firmware images)
+SYSTEM_PACKAGES :=
+
+.PHONY: demo test bench lint unit venv-core venv-dev system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e ".[dev,ml,deep,service,firmware]" "$(TORCH)"
+	touch $@ $(VENV)/.core
+
+venv-core: $(VENV)/.core
+venv-dev: $(VENV)/.dev
+
+system-deps:
+	bash scripts/system-deps.sh $(SYSTEM_PACKAGES)
+
+## make demo: simulate a small IoT site, learn it, detect the injected attacks, print and write a report
+demo: $(VENV)/.core
+	$(BIN)/misuse demo --out demo-out
+
+## make test: lint, type-check and the whole test suite (real-data tests need ../shared/data)
+test: $(VENV)/.dev system-deps lint unit
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check misuse tests benchmarks
+	$(BIN)/ruff format --check misuse tests benchmarks
+	$(BIN)/mypy
+
+unit: $(VENV)/.dev
+	$(BIN)/python -m pytest -q -p no:randomly
+
+## make bench: the benchmarks under benchmarks/ at full size (long)
+bench: $(VENV)/.dev
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo-out .misuse

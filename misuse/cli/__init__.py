@@ -1,0 +1,27 @@
+"""The ``misuse`` command line: ``misuse --help`` lists the commands."""
+
+from __future__ import annotations
+
+import typer
+
+from misuse.cli import data, demo, models
+
+app = typer.Typer(
+    name="misuse",
+    help="Detect the misuse of IoT devices and of the systems people operate through them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("ingest")(data.ingest)
+app.command("alerts")(data.alerts)
+app.command("feedback")(data.feedback)
+app.command("train")(models.train)
+app.command("detect")(models.detect)
+app.command("simulate")(demo.simulate)
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    """Entry point of the ``misuse`` script."""
+    app()

@@ -1,0 +1,122 @@
+"""``misuse ingest``, ``misuse alerts`` and ``misuse feedback``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from misuse.cli.common import (
+    DEFAULT_PROJECT,
+    JsonOpt,
+    ProjectOpt,
+    console,
+    emit_json,
+    handled,
+    open_store,
+    progress,
+    ticker,
+)
+from misuse.workflows import ingest_files
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to read.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Name to store the events under.")] = "default",
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="pcap, pcapng, zeek, zeek-json, cowrie, authlog, sea, csv, jsonl, "
+            "events-jsonl (default: detected per file).",
+        ),
+    ] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option("--mapping", "-m", help="Column mapping for csv/jsonl: a built-in name or a YAML file."),
+    ] = None,
+    append: Annotated[bool, typer.Option("--append", help="Add to the dataset instead of replacing it.")] = False,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read files (pcap, Zeek, CSV/JSONL, auth logs, Cowrie, SEA) into the project store.
+
+    Bad records are counted and set aside in a dead-letter file; they never stop the run.
+    """
+    with handled():
+        store = open_store(project, create=True)
+        options = {"mapping": mapping} if mapping else None
+        with progress(not as_json) as prog:
+            result = ingest_files(
+                store, paths, dataset, fmt=fmt, options=options, append=append, tick=ticker(prog, "events")
+            )
+        if as_json:
+            emit_json(result.to_dict())
+            return
+        console.print(f"[bold]{result.rows:,}[/] events from {len(result.files)} file(s) into dataset '{dataset}'")
+        if result.bad_records:
+            console.print(
+                f"[yellow]{result.bad_records:,} bad record(s) set aside[/] in {result.dead_letter_file}; "
+                f"first: {result.first_bad}"
+            )
+
+
+def alerts(
+    misuse_type: Annotated[str | None, typer.Option("--type", "-t", help="Only this misuse type.")] = None,
+    entity: Annotated[str | None, typer.Option("--entity", "-e", help="Only this entity.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only alerts on this dataset.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many.")] = 50,
+    explain: Annotated[bool, typer.Option("--explain", help="Show each alert's contributing features.")] = False,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+) -> None:
+    """List stored alerts, with their explanations."""
+    with handled():
+        store = open_store(project)
+        df = store.alerts(misuse_type=misuse_type, entity=entity, dataset=dataset, limit=limit)
+        if as_json:
+            emit_json(df.to_dict("records"))
+            return
+        if df.empty:
+            console.print("no alerts")
+            return
+        table = Table(title=f"{len(df)} alert(s)")
+        for col in ("alert_id", "window_start", "entity", "misuse_type", "severity", "score", "summary"):
+            table.add_column(col, overflow="fold")
+        for r in df.itertuples():
+            table.add_row(
+                r.alert_id,
+                str(r.window_start)[:19],
+                r.entity,
+                r.misuse_type,
+                r.severity,
+                f"{r.score:.3f}",
+                r.summary,
+            )
+        console.print(table)
+        if explain:
+            for r in df.itertuples():
+                console.print(f"[bold]{r.alert_id}[/] {r.entity} ({r.misuse_type}):")
+                for c in r.contributions:
+                    console.print(
+                        f"   {c['feature']:<22} typical {c['typical']:>12.4g}   actual {c['actual']:>12.4g}"
+                        f"   ({c.get('baseline', '')})"
+                    )
+
+
+def feedback(
+    alert_id: Annotated[str, typer.Argument(help="The alert's id.")],
+    verdict: Annotated[str, typer.Argument(help="true_positive or false_positive.")],
+    note: Annotated[str, typer.Option("--note", help="Free text.")] = "",
+    analyst: Annotated[str, typer.Option("--analyst", help="Who says so.")] = "",
+    project: ProjectOpt = DEFAULT_PROJECT,
+) -> None:
+    """Record an analyst's verdict on an alert (and acknowledge it)."""
+    with handled():
+        store = open_store(project)
+        store.add_feedback(alert_id, verdict, analyst=analyst, note=note)
+        store.acknowledge(alert_id)
+        console.print(f"recorded {verdict} for {alert_id}")

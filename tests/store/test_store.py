@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from misuse.alerts.model import Alert
+from misuse.errors import StoreError
+from misuse.events import Event, events_to_frame
+from misuse.store.duck import SCHEMA_VERSION, Store
+
+
+def _alert(entity: str = "cam") -> Alert:
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    return Alert(
+        entity=entity,
+        window_start=t,
+        window_end=t,
+        score=0.9,
+        threshold=0.6,
+        severity="high",
+        misuse_type="botnet",
+        detector="test",
+        summary="s",
+        contributions=[{"feature": "peers", "typical": 1.0, "actual": 40.0, "weight": 1.0}],
+        evidence=["e1", "e2"],
+    )
+
+
+def test_state_survives_reopening(tmp_path: Path) -> None:
+    root = tmp_path / ".misuse"
+    with Store(root) as s:
+        frame = events_to_frame([Event(ts=float(i), entity="a", kind="k", action="x") for i in range(5)])
+        assert s.write_events("d", [frame], ["f"]) == 5
+        s.add_alerts([_alert()], dataset="d", model="m")
+        s.register_model("m", "window", {"x": 1})
+    with Store(root, create=False) as s:
+        assert s.count_events("d") == 5
+        assert len(s.events("d")) == 5
+        a = s.alerts()
+        assert a["evidence"].iloc[0] == ["e1", "e2"]
+        assert a["contributions"].iloc[0][0]["actual"] == 40.0
+        assert s.active_model("window") == "m"
+        assert s.schema_version() == SCHEMA_VERSION
+
+
+def test_alerts_are_idempotent_and_feedback_is_recorded(tmp_path: Path) -> None:
+    with Store(tmp_path / "p") as s:
+        s.add_alerts([_alert(), _alert()])
+        assert len(s.alerts()) == 1
+        aid = s.alerts()["alert_id"].iloc[0]
+        s.add_feedback(aid, "false_positive", analyst="ana", note="maintenance")
+        s.acknowledge(aid)
+        assert s.feedback()["verdict"].tolist() == ["false_positive"]
+        assert s.alerts(status="acknowledged")["alert_id"].tolist() == [aid]
+        with pytest.raises(StoreError, match="verdict"):
+            s.add_feedback(aid, "maybe")
+        with pytest.raises(StoreError, match="no alert"):
+            s.add_feedback("nope", "true_positive")
+
+
+def test_missing_store_and_newer_schema_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no project store"):
+        Store(tmp_path / "absent", create=False)
+    root = tmp_path / "p"
+    Store(root).close()
+    con = duckdb.connect(str(root / "misuse.duckdb"))
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(root)
+
+
+def test_unknown_dataset_names_the_known_ones(tmp_path: Path) -> None:
+    with Store(tmp_path / "p") as s:
+        s.write_events("real", [events_to_frame([Event(ts=0.0, entity="a", kind="k", action="x")])], ["f"])
+        with pytest.raises(StoreError, match="real"):
+            s.events("missing")
