@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from misuse.errors import InvalidParameterError
-from misuse.events import normalize_frame
+from misuse.events import normalize_frame, to_utc
 from misuse.simulate.attacks import ATTACKS, Injected
 from misuse.simulate.flows import DAY, FLOW_COLUMNS, make_uids
 from misuse.simulate.people import (
@@ -317,14 +317,15 @@ def _truth(
     rows: list[dict[str, object]] = []
     for attack_id, inj in incidents:
         f = flows.loc[flows["attack_id"] == attack_id]
-        ends = [f["ts"] + np.nan_to_num(f["num.duration"].to_numpy())]
+        ends = [f["ts"] + f["num.duration"].fillna(0.0)]
         starts = [f["ts"]]
         for other in (auth, cmds):
             o = other.loc[other["attack_id"] == attack_id]
             starts.append(o["ts"])
             ends.append(o["ts"])
-        lo = min(float(s.min()) for s in starts if len(s))
-        hi = max(float(e.max()) for e in ends if len(e))
+        # through the event model's own conversion, so truth and event times compare exactly
+        lo = min(to_utc(s).min() for s in starts if len(s)).floor("us")
+        hi = max(to_utc(e).max() for e in ends if len(e)).ceil("us")
         n_events = int(sum(len(s) for s in starts))
         attackers = inj.attacker.split(";")
         rows.append(
@@ -335,8 +336,8 @@ def _truth(
                 "victim_address": inj.victim_address,
                 "attacker": inj.attacker,
                 "entities": ";".join(dict.fromkeys([inj.victim, inj.victim_address, *attackers])),
-                "start": pd.Timestamp(int(np.floor(lo * 1e6)), unit="us", tz="UTC"),
-                "end": pd.Timestamp(int(np.ceil(hi * 1e6)), unit="us", tz="UTC"),
+                "start": lo,
+                "end": hi,
                 "n_events": n_events,
                 "description": inj.description,
             }
