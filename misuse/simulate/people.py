@@ -49,6 +49,8 @@ class Person:
         Preferred thermostat set-point, degrees Celsius.
     ssh_per_day:
         Expected admin SSH logins to the hub per day.
+    mobile_ip:
+        Carrier address the app uses away from home (weekday working hours), "" for none.
     """
 
     account: str
@@ -60,6 +62,7 @@ class Person:
     routines: tuple[tuple[tuple[str, ...], float], ...]
     temp: float = 21.0
     ssh_per_day: float = 0.0
+    mobile_ip: str = ""
 
 
 PEOPLE: tuple[Person, ...] = (
@@ -78,6 +81,7 @@ PEOPLE: tuple[Person, ...] = (
             (("plug_off@plug-kitchen",), 1.0),
         ),
         temp=21.5,
+        mobile_ip="192.0.2.201",
         ssh_per_day=0.3,
     ),
     Person(
@@ -95,6 +99,7 @@ PEOPLE: tuple[Person, ...] = (
             (("lock@lock-back",), 1.0),
         ),
         temp=20.0,
+        mobile_ip="192.0.2.202",
     ),
     Person(
         "carol",
@@ -110,6 +115,7 @@ PEOPLE: tuple[Person, ...] = (
             (("get_status@hub",), 1.0),
         ),
         temp=22.5,
+        mobile_ip="192.0.2.203",
     ),
     Person(
         "dave",
@@ -210,8 +216,11 @@ def benign_commands(rng: np.random.Generator, t0: float, days: int, scale: float
             mass = prof.sum() / person.weekday.sum()
             n = int(rng.poisson(person.sessions_per_day * mass * scale))
             hours = rng.choice(24, size=n, p=prof / prof.sum())
-            starts = np.sort(t0 + day * DAY + hours * HOUR + rng.uniform(0, HOUR, n))
-            for s in starts:
+            starts = t0 + day * DAY + hours * HOUR + rng.uniform(0, HOUR, n)
+            # away from home on weekday working hours: the app reaches the hub from the carrier
+            away = ((hours >= 9) & (hours < 17)) & (rng.random(n) < 0.6) & (not is_weekend(t0, day))
+            order = np.argsort(starts, kind="stable")
+            for s, remote in zip(starts[order], away[order] & bool(person.mobile_ip), strict=True):
                 steps = list(names[int(rng.choice(len(names), p=weights))])
                 if rng.random() < 0.15 and steps[0] != "get_status@hub":
                     steps.insert(0, "get_status@hub")
@@ -221,7 +230,7 @@ def benign_commands(rng: np.random.Generator, t0: float, days: int, scale: float
                         float(s),
                         steps,
                         account=person.account,
-                        src_ip=person.src_ip,
+                        src_ip=person.mobile_ip if remote else person.src_ip,
                         client=person.client,
                         temp=person.temp,
                     )

@@ -190,3 +190,19 @@ def test_truth_and_labels_agree_for_any_seed(seed: int, days: int) -> None:
     lo, hi = site.truth["start"].min(), site.truth["end"].max()
     assert labelled["ts"].between(lo, hi).all()
     assert np.isfinite(site.flows["num.orig_ip_bytes"]).all()
+
+
+def test_weekends_have_their_own_rhythm() -> None:
+    weekday = simulate_site(seed=9, days=2, start="2026-03-02", attacks=[])  # Monday
+    weekend = simulate_site(seed=9, days=2, start="2026-03-07", attacks=[])  # Saturday
+
+    def midday_share(site: SimulatedSite) -> float:
+        hours = site.commands["ts"].dt.hour
+        return float(hours.between(9, 15).mean())
+
+    assert midday_share(weekend) > 1.5 * midday_share(weekday)
+
+
+def test_away_from_home_commands_come_from_outside_on_clean_days(site: SimulatedSite) -> None:
+    benign = site.commands.loc[site.commands["label"] == "benign", "cat.src_ip"]
+    assert (~benign.str.startswith("192.168.")).any()
