@@ -3,7 +3,8 @@
 A small smart building on 192.168.1.0/24. The hub (192.168.1.1) is the gateway, the DNS resolver
 and the admins' SSH host; the MQTT broker is 192.168.1.2. External services use the documentation
 ranges (RFC 5737): vendor clouds in 198.51.100.0/24, the NTP server in 192.0.2.0/24; attackers
-are drawn from 203.0.113.0/24 (and, for rare peers, 192.0.2.0/24).
+are drawn from 203.0.113.0/24 (and, for rare peers, 192.0.2.0/24). Cameras, plugs and the hub
+announce themselves by SSDP (239.255.255.250:1900) and mDNS (224.0.0.251:5353).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ BROKER_IP = "192.168.1.2"
 RESOLVER_IP = HUB_IP
 NTP_IP = "192.0.2.123"
 MQTT_PORT = 1883
+SSDP_IP = "239.255.255.250"
+MDNS_IP = "224.0.0.251"
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ def benign_device_flows(rng: np.random.Generator, t0: float, days: int, scale: f
                 )
             )
         blocks.append(_dns(rng, dev, t0, t1, scale))
+        blocks.extend(_discovery(rng, dev, t0, t1, scale))
         ts = periodic_times(rng, t0, t1, 1024.0 / scale, jitter=20.0, drop=0.02)
         blocks.append(
             flow_block(
@@ -194,6 +198,45 @@ def _dns(rng: np.random.Generator, dev: Device, t0: float, t1: float, scale: flo
         resp_bytes=np.round(lognormal(rng, 90.0, 0.3, n)),
         conn_state=np.where(rng.random(n) < 0.003, "S0", "SF"),
     )
+
+
+def _discovery(rng: np.random.Generator, dev: Device, t0: float, t1: float, scale: float) -> list[pd.DataFrame]:
+    """SSDP and mDNS announcements: unanswered multicast (``S0``), as in real home captures."""
+    out: list[pd.DataFrame] = []
+    if dev.role in ("camera", "plug", "hub"):
+        ts = periodic_times(rng, t0, t1, 900.0 / scale, jitter=30.0)
+        out.append(
+            flow_block(
+                rng,
+                ts,
+                orig_h=dev.ip,
+                orig_p=1900,
+                resp_h=SSDP_IP,
+                resp_p=1900,
+                proto="udp",
+                conn_state="S0",
+                duration=rng.uniform(0.5, 3.0, ts.size),
+                orig_bytes=rng.integers(1, 4, ts.size) * 330.0,
+            )
+        )
+    if dev.role in ("camera", "hub"):
+        ts = periodic_times(rng, t0, t1, 300.0 / scale, jitter=20.0)
+        out.append(
+            flow_block(
+                rng,
+                ts,
+                orig_h=dev.ip,
+                orig_p=5353,
+                resp_h=MDNS_IP,
+                resp_p=5353,
+                proto="udp",
+                service="dns",
+                conn_state="S0",
+                duration=np.nan,
+                orig_bytes=np.round(lognormal(rng, 180.0, 0.3, ts.size)),
+            )
+        )
+    return out
 
 
 def _oddities(rng: np.random.Generator, t0: float, days: int) -> list[pd.DataFrame]:
@@ -255,6 +298,23 @@ def _oddities(rng: np.random.Generator, t0: float, days: int) -> list[pd.DataFra
                 duration=lognormal(rng, 2.0, 0.8, n),
                 orig_bytes=lognormal(rng, max(dev.upload_median, 3000.0), 0.8, n),
                 resp_bytes=lognormal(rng, 30_000.0, 1.0, n),
+            )
+        )
+    # vendor cloud outages: a device's connection attempts go unanswered for a few minutes
+    for _ in range(int(rng.poisson(days / 2))):
+        dev = with_clouds[int(rng.integers(0, len(with_clouds)))]
+        t = t0 + rng.uniform(0, days * DAY)
+        n = int(rng.integers(5, 20))
+        out.append(
+            flow_block(
+                rng,
+                np.sort(t + rng.uniform(0, 600, n)),
+                orig_h=dev.ip,
+                resp_h=dev.clouds[0],
+                resp_p=443,
+                proto="tcp",
+                conn_state="S0",
+                duration=rng.uniform(0.0, 7.0, n),
             )
         )
     # reboots: after the gap (dropped later), a burst of DNS + NTP + cloud login
