@@ -169,7 +169,7 @@ def brute_force(rng: np.random.Generator, lo: float, hi: float, scale: float, at
     attacker = _ext(rng, "203.0.113", 60, 100)
     length = float(rng.uniform(600, 2400))
     t = _start(rng, lo, hi, length + 900)
-    n_conn = max(3, int(rng.integers(50, 120) * scale))
+    n_conn = max(3, int(rng.integers(150, 350) * scale))
     starts = np.sort(t + rng.uniform(0, length, n_conn))
     pid = int(rng.integers(5000, 9000))
     auth: list[dict[str, object]] = []

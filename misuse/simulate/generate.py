@@ -18,6 +18,7 @@ from misuse.simulate.people import (
     benign_ssh,
     command_flows,
     people_table,
+    sshd_message,
 )
 from misuse.simulate.site import benign_device_flows, device_table
 
@@ -66,7 +67,8 @@ class SimulatedSite:
     auth:
         One row per hub ``sshd`` log line (``kind`` = ``auth``): ``entity`` = account,
         ``peer`` = client address ("" on session lines), ``action`` in ``login.failed``,
-        ``login.success``, ``login.invalid_user``, ``session.open``, ``session.close``.
+        ``login.success``, ``login.invalid_user``, ``connection.closed``, ``session.open``,
+        ``session.close``.
     commands:
         One row per app or admin command (``kind`` = ``command``): ``entity`` = account,
         ``peer`` = device, ``action`` = command.
@@ -281,6 +283,12 @@ def _auth_frame(raw: pd.DataFrame) -> pd.DataFrame:
             "cat.method": pd.Series(login).map({True: "password", False: None}).to_numpy(dtype=object),
             "cat.service": "sshd",
             "cat.module": None,
+            "cat.message": [
+                sshd_message(a, u, ip, port) if a == "connection.closed" else None
+                for a, u, ip, port in zip(
+                    raw["action"], raw["user"], raw["src_ip"].fillna(""), raw["src_port"].astype(float), strict=True
+                )
+            ],
             "num.repeat": np.nan,
         }
     )

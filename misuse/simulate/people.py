@@ -72,7 +72,7 @@ PEOPLE: tuple[Person, ...] = (
         "HomeApp/4.2.1 (iPhone; iOS 17.3)",
         _hours((6, 8, 1.0), (17, 22, 0.8), (12, 13, 0.2)),
         _hours((9, 13, 0.6), (17, 23, 0.8)),
-        25.0,
+        30.0,
         (
             (("lock@lock-front", "arm@hub"), 3.0),
             (("disarm@hub", "unlock@lock-front"), 3.0),
@@ -90,7 +90,7 @@ PEOPLE: tuple[Person, ...] = (
         "HomeApp/4.2.0 (Android 14; Pixel 7)",
         _hours((7, 8, 0.4), (12, 13, 0.4), (19, 24, 1.0)),
         _hours((10, 14, 0.5), (19, 24, 1.0)),
-        18.0,
+        24.0,
         (
             (("view_stream@cam-garden",), 3.0),
             (("view_stream@cam-front", "view_stream@cam-garden"), 2.0),
@@ -107,7 +107,7 @@ PEOPLE: tuple[Person, ...] = (
         "HomeApp/4.1.9 (Android 13; SM-X700)",
         _hours((15, 21, 1.0), (7, 8, 0.3)),
         _hours((11, 22, 0.8)),
-        14.0,
+        18.0,
         (
             (("set_temp@thermo-bedroom",), 3.0),
             (("unlock@lock-back", "lock@lock-back"), 2.0),
@@ -123,7 +123,7 @@ PEOPLE: tuple[Person, ...] = (
         "hubctl/1.3 (Linux x86_64)",
         _hours((19, 22, 1.0), (8, 9, 0.3)),
         _hours((10, 12, 1.0)),
-        5.0,
+        6.0,
         (
             (("show status@hub",), 4.0),
             (("show logs@hub", "show status@hub"), 2.0),
@@ -315,6 +315,10 @@ def ssh_connection(
             rows.append({"ts": t, "action": "login.invalid_user", **base})
         t += float(rng.uniform(1.5, 3.5)) if not last_ok else float(rng.uniform(0.3, 1.5))
         rows.append({"ts": t, "action": "login.success" if last_ok else "login.failed", **base})
+    if not success:  # the client gives up (or is cut off) before authenticating
+        t += float(rng.uniform(0.05, 0.5))
+        base = {"pid": pid, "user": users[-1], "src_ip": src_ip, "src_port": src_port}
+        rows.append({"ts": t, "action": "connection.closed", **base})
     if success:
         user = users[-1]
         rows.append({"ts": t, "pid": pid, "action": "session.open", "user": user, "src_ip": None, "src_port": None})
@@ -329,6 +333,26 @@ def ssh_connection(
             }
         )
     return rows
+
+
+def sshd_message(action: str, user: str, ip: str, port: float) -> str:
+    """The text OpenSSH logs (after ``sshd[pid]: ``) for one auth row."""
+    where = f"{ip} port {int(port)}" if ip and not np.isnan(port) else ip
+    invalid = user not in HUB_ACCOUNTS
+    if action == "login.invalid_user":
+        return f"Invalid user {user} from {where}"
+    if action == "login.failed":
+        return f"Failed password for {'invalid user ' if invalid else ''}{user} from {where} ssh2"
+    if action == "login.success":
+        return f"Accepted password for {user} from {where} ssh2"
+    if action == "session.open":
+        return f"pam_unix(sshd:session): session opened for user {user} by (uid=0)"
+    if action == "session.close":
+        return f"pam_unix(sshd:session): session closed for user {user}"
+    if action == "connection.closed":
+        who = "invalid user" if invalid else "authenticating user"
+        return f"Connection closed by {who} {user} {where} [preauth]"
+    raise ValueError(f"sshd_message: no log text for action {action!r}")
 
 
 def benign_ssh(rng: np.random.Generator, t0: float, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:

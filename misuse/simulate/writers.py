@@ -26,7 +26,7 @@ import pandas as pd
 from misuse.errors import InvalidParameterError
 from misuse.events import BASE_COLUMNS, CAT_PREFIX, NUM_PREFIX
 from misuse.simulate.generate import APP_LOG, AUTH_LOG, CONN_LOG, SimulatedSite
-from misuse.simulate.people import HUB_ACCOUNTS
+from misuse.simulate.people import sshd_message
 
 ZEEK_FIELDS: tuple[str, ...] = (
     "ts",
@@ -217,18 +217,7 @@ def auth_log_text(site: SimulatedSite) -> str:
         a["num.pid"],
         strict=True,
     ):
-        where = f"from {ip} port {int(port)}" if ip and not _nan(port) else ""
-        if action == "login.invalid_user":
-            msg = f"Invalid user {user} {where}"
-        elif action == "login.failed":
-            who = user if user in HUB_ACCOUNTS else f"invalid user {user}"
-            msg = f"Failed password for {who} {where} ssh2"
-        elif action == "login.success":
-            msg = f"Accepted password for {user} {where} ssh2"
-        elif action == "session.open":
-            msg = f"pam_unix(sshd:session): session opened for user {user} by (uid=0)"
-        else:
-            msg = f"pam_unix(sshd:session): session closed for user {user}"
+        msg = sshd_message(str(action), str(user), str(ip), float(port))
         lines.append(f"{stamp} hub sshd[{int(pid)}]: {msg}")
     return "".join(line + "\n" for line in lines)
 
