@@ -77,8 +77,9 @@ def run_synthetic(
     files = write_site(site, out / "site")
     store = Store(out / "project")
     try:
-        inputs = [files[k] for k in ("conn", "auth", "app") if k in files]
-        ingest_files(store, inputs, "site", tick=tick)
+        formats = {"conn": "zeek", "auth": "authlog", "app": "events-jsonl"}
+        for i, (key, fmt) in enumerate(formats.items()):
+            ingest_files(store, [files[key]], "site", fmt=fmt, append=i > 0, tick=tick)
         events = store.events("site")
         truth = pd.read_csv(files["truth"])
         split = pd.Timestamp(events["ts"].min()).normalize() + pd.Timedelta(days=days - 1)

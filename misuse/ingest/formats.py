@@ -11,6 +11,7 @@ format                recognised by
 ``zeek``              ``#separator`` / ``#fields`` header lines
 ``zeek-json``         JSON object with ``ts`` and ``uid`` or ``id.orig_h``
 ``cowrie``            JSON object whose ``eventid`` starts with ``cowrie.``
+``events-jsonl``      JSON object with ``ts`` and ``entity`` (events already in the event model)
 ``jsonl``             any other JSON object per line
 ``authlog``           syslog lines (``Mon dd hh:mm:ss host prog[pid]:``)
 ``sea``               one bare command name per line, no separators (SEA masquerade data)
@@ -32,7 +33,18 @@ from typing import Any
 from misuse.errors import ParseError
 from misuse.ingest.base import Reader, open_binary
 
-FORMATS: tuple[str, ...] = ("pcap", "pcapng", "zeek", "zeek-json", "cowrie", "authlog", "sea", "csv", "jsonl")
+FORMATS: tuple[str, ...] = (
+    "pcap",
+    "pcapng",
+    "zeek",
+    "zeek-json",
+    "cowrie",
+    "authlog",
+    "sea",
+    "csv",
+    "jsonl",
+    "events-jsonl",
+)
 #: Errors a (compressed) file can raise while it is read; readers turn them into ParseError.
 READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, lzma.LZMAError, zlib.error)
 
@@ -89,7 +101,7 @@ def sniff_format(path: str | Path) -> str:
     first = lines[0].strip()
     if first.startswith(("#separator", "#fields", "#path")):
         return "zeek"
-    if first.startswith("{"):
+    if first.startswith(("{", "[")):
         return _sniff_json(path, first)
     if sum(bool(_SYSLOG.match(ln)) for ln in lines) >= max(1, len(lines) // 2):
         return "authlog"
@@ -108,13 +120,13 @@ def _sniff_json(path: str | Path, first: str) -> str:
             f"unknown format: first line looks like JSON but is not: {first[:60]!r}", source=str(path)
         ) from None
     if not isinstance(obj, dict):
-        raise ParseError(
-            f"unknown format: first line is JSON but not an object: {first[:60]!r}", source=str(path)
-        )
+        raise ParseError(f"unknown format: first line is JSON but not an object: {first[:60]!r}", source=str(path))
     if str(obj.get("eventid", "")).startswith("cowrie."):
         return "cowrie"
     if "ts" in obj and ("uid" in obj or "id.orig_h" in obj or "fuid" in obj):
         return "zeek-json"
+    if "ts" in obj and "entity" in obj:
+        return "events-jsonl"
     return "jsonl"
 
 
@@ -136,6 +148,7 @@ def get_reader(fmt: str, **options: Any) -> Reader:
     """
     from misuse.ingest.authlog import AuthLogReader
     from misuse.ingest.cowrie import CowrieReader
+    from misuse.ingest.native import EventJsonReader
     from misuse.ingest.sea import SeaReader
     from misuse.ingest.tabular import TabularReader
     from misuse.ingest.zeek import ZeekReader
@@ -152,6 +165,7 @@ def get_reader(fmt: str, **options: Any) -> Reader:
         "sea": SeaReader,
         "csv": TabularReader,
         "jsonl": TabularReader,
+        "events-jsonl": EventJsonReader,
     }
     if fmt not in readers:
         raise ParseError(f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
