@@ -1,0 +1,418 @@
+"""The rule engine: one implementation for batches and live streams.
+
+:meth:`RuleEngine.process` takes a frame of events (a whole file or a micro-batch), evaluates
+every detection as a vectorised mask (:mod:`misuse.rules.detection`), and feeds the hits of
+correlated rules, in time order, into the bounded windowed state of
+:mod:`misuse.rules.correlation`. The state persists across calls: a stream calls ``process``
+on each micro-batch (or :meth:`RuleEngine.process_one` per event, which builds a one-row frame
+and runs the same code); a batch is :meth:`RuleEngine.run`, one call on the whole frame.
+
+Detection hits are deduplicated per (rule, entity, ``alert_window`` bucket): the first batch
+that hits a bucket raises one alert carrying that batch's hit count and event ids; later hits
+in the same bucket are counted in :attr:`EngineStats.suppressed`. A batch therefore reports the
+whole bucket's count, a one-event stream reports the first hit. Correlation rules raise one
+alert each time a group fires. Rules that a correlation names are not alerted on their own
+unless that correlation says ``generate: true`` (as in Sigma).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from misuse.alerts.model import Alert
+from misuse.errors import SchemaError
+from misuse.events import Event, events_to_frame
+from misuse.rules.correlation import CorrelationState, Fired
+from misuse.rules.detection import CompiledDetection, FrameView
+from misuse.rules.model import Correlation, Rule, RuleError
+from misuse.rules.sigma import FieldMap
+
+SEVERITY = {"informational": "low", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
+
+
+@dataclass
+class EngineStats:
+    """Counters of one engine: events seen, hits and alerts per rule, state size."""
+
+    events: int = 0
+    hits: dict[str, int] = field(default_factory=dict)
+    alerts: dict[str, int] = field(default_factory=dict)
+    suppressed: int = 0
+    dropped: int = 0
+
+    def add(self, table: dict[str, int], key: str, n: int) -> None:
+        """Increment ``table[key]`` by ``n``."""
+        table[key] = table.get(key, 0) + n
+
+
+@dataclass
+class _Node:
+    rule: Rule
+    compiled: CompiledDetection | None = None
+    state: CorrelationState | None = None
+    inputs: list[str] = field(default_factory=list)  # rule ids feeding a correlation
+    alerts: bool = True
+
+
+def _ts_seconds(frame: pd.DataFrame) -> np.ndarray:
+    ts = frame["ts"]
+    if pd.api.types.is_datetime64_any_dtype(ts):
+        return ts.to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
+    return ts.to_numpy(dtype="float64")
+
+
+def _when(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+class RuleEngine:
+    """Evaluate detection and correlation rules over batches and streams.
+
+    Parameters
+    ----------
+    rules:
+        Loaded rules (:func:`misuse.rules.model.load_rules`).
+    fields:
+        Field mapping (defaults to :class:`~misuse.rules.sigma.FieldMap`).
+    alert_window:
+        Seconds of one deduplication bucket for detection hits.
+    max_groups, max_hits:
+        Bounds of each correlation's state (groups, hits per group).
+    evidence:
+        Most event ids attached to one alert.
+
+    Examples
+    --------
+    >>> from misuse.rules.model import parse_rules
+    >>> rules = parse_rules('''
+    ... title: Failed login
+    ... id: r1
+    ... logsource: {product: linux, service: auth}
+    ... detection: {sel: {action: login.failed}, condition: sel}
+    ... ---
+    ... title: Brute force
+    ... id: r2
+    ... misuse_type: brute_force
+    ... correlation: {type: event_count, rules: [r1], group-by: [peer], timespan: 5m,
+    ...               condition: {gte: 3}}
+    ... ''')
+    >>> events = [Event(ts=float(i), entity="root", kind="auth", action="login.failed",
+    ...                 peer="1.2.3.4", event_id=f"e{i}") for i in range(3)]
+    >>> [a.detector for a in RuleEngine(rules).run(events_to_frame(events))]
+    ['rule:r2']
+    """
+
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        *,
+        fields: FieldMap | None = None,
+        alert_window: float = 300.0,
+        max_groups: int = 100_000,
+        max_hits: int = 10_000,
+        evidence: int = 50,
+    ) -> None:
+        self.rules = list(rules)
+        self.fields = fields or FieldMap()
+        self.alert_window = float(alert_window)
+        self.max_groups = max_groups
+        self.max_hits = max_hits
+        self.evidence = evidence
+        self._build()
+        self.reset()
+
+    def _build(self) -> None:
+        self.nodes: dict[str, _Node] = {}
+        lookup: dict[str, str] = {}
+        for rule in self.rules:
+            if rule.id in self.nodes:
+                raise RuleError(f"duplicate rule id {rule.id!r}", rule.source, rule.line, "id")
+            node = _Node(rule)
+            if rule.correlation is None:
+                node.compiled = CompiledDetection(rule.detection, rule.logsource)
+            self.nodes[rule.id] = node
+            lookup[rule.id] = rule.id
+            if rule.name:
+                lookup[rule.name] = rule.id
+        for node in list(self.nodes.values()):
+            corr = node.rule.correlation
+            agg = node.compiled.aggregation if node.compiled is not None else None
+            if agg is not None:  # "selection | count(x) by y > n": a correlation over the rule itself
+                window = node.rule.detection.get("timeframe", "1h")
+                from misuse.rules.model import parse_timespan
+
+                corr = Correlation(
+                    type="value_count" if agg.field else "event_count",
+                    rules=(node.rule.id,),
+                    group_by=agg.group_by,
+                    timespan=parse_timespan(window, node.rule.source, node.rule.line, "detection.timeframe"),
+                    condition={agg.op: agg.value},
+                    value_field=agg.field,
+                )
+                shadow = _Node(node.rule, inputs=[node.rule.id])
+                shadow.state = CorrelationState(corr, self.max_groups, self.max_hits, self.evidence)
+                self.nodes[node.rule.id + "#count"] = shadow
+                node.alerts = False
+                continue
+            if corr is None:
+                continue
+            for ref in corr.rules:
+                if ref not in lookup:
+                    raise RuleError(
+                        f"names rule {ref!r}, which is not loaded",
+                        node.rule.source,
+                        node.rule.line,
+                        "correlation.rules",
+                    )
+                node.inputs.append(lookup[ref])
+            node.state = CorrelationState(corr, self.max_groups, self.max_hits, self.evidence)
+        for node in self.nodes.values():
+            if node.state is not None and not node.state.corr.generate:
+                for ref in node.inputs:
+                    if self.nodes[ref].compiled is not None:
+                        self.nodes[ref].alerts = False
+        self.order = self._topological()
+
+    def _topological(self) -> list[str]:
+        order: list[str] = []
+        done: set[str] = set()
+
+        def visit(key: str, path: tuple[str, ...]) -> None:
+            if key in done:
+                return
+            if key in path:
+                rule = self.nodes[key].rule
+                raise RuleError(
+                    f"correlation cycle: {' -> '.join((*path, key))}", rule.source, rule.line, "correlation.rules"
+                )
+            node = self.nodes[key]
+            for ref in node.inputs:
+                if ref != key:
+                    visit(ref, (*path, key))
+            done.add(key)
+            if node.state is not None:
+                order.append(key)
+
+        for key in self.nodes:
+            visit(key, ())
+        return order
+
+    def reset(self) -> None:
+        """Forget all windowed state and counters."""
+        for node in self.nodes.values():
+            if node.state is not None:
+                node.state.groups.clear()
+        self.stats = EngineStats()
+        self._emitted: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        self._watermark = -math.inf
+
+    def state_size(self) -> int:
+        """Groups currently held across all correlations (bounded by ``max_groups`` each)."""
+        return sum(len(n.state) for n in self.nodes.values() if n.state is not None)
+
+    def run(self, frame: pd.DataFrame) -> list[Alert]:
+        """Evaluate all rules over one batch from a fresh state."""
+        self.reset()
+        return self.process(frame)
+
+    def process_one(self, event: Event | Mapping[str, object]) -> list[Alert]:
+        """Evaluate one event (a one-row frame through the same code as batches)."""
+        return self.process(events_to_frame([event]))
+
+    def process(self, frame: pd.DataFrame) -> list[Alert]:
+        """Evaluate one micro-batch, keeping windowed state for the next."""
+        if len(frame) == 0:
+            return []
+        for col in ("ts", "entity", "event_id"):
+            if col not in frame.columns:
+                raise SchemaError(f"rule engine: event frame has no '{col}' column")
+        ts = _ts_seconds(frame)
+        if len(ts) > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
+            order = np.argsort(ts, kind="stable")
+            frame = frame.iloc[order].reset_index(drop=True)
+            ts = ts[order]
+        self.stats.events += len(frame)
+        view = FrameView(frame, self.fields)
+        ids = frame["event_id"].astype(str).to_numpy()
+        alerts: list[Alert] = []
+        hits: dict[str, np.ndarray] = {}
+        for key, node in self.nodes.items():
+            if node.compiled is None:
+                continue
+            idx = np.flatnonzero(node.compiled.mask(view))
+            hits[key] = idx
+            self.stats.add(self.stats.hits, key, len(idx))
+            if len(idx) and node.alerts:
+                alerts.extend(self._detection_alerts(node, view, idx, ts, ids))
+        fired_rows: dict[str, list[tuple[float, dict[str, str], Fired]]] = {}
+        for key in self.order:
+            node = self.nodes[key]
+            assert node.state is not None
+            fired_rows[key] = self._correlate(node, view, hits, fired_rows, ts, ids)
+            for _, _, fired in fired_rows[key]:
+                alerts.append(self._correlation_alert(node, fired))
+            self.stats.dropped = sum(n.state.dropped for n in self.nodes.values() if n.state is not None)
+        self._watermark = max(self._watermark, float(ts[-1]))
+        for node in self.nodes.values():
+            if node.state is not None:
+                node.state.sweep(self._watermark)
+        for a in alerts:
+            self.stats.add(self.stats.alerts, a.detector.removeprefix("rule:"), 1)
+        return alerts
+
+    def _group_values(self, node: _Node, source: _Node, view: FrameView, idx: np.ndarray) -> list[np.ndarray]:
+        assert node.state is not None
+        out = []
+        for name in node.state.corr.group_by:
+            col = view.resolve(name, source.rule.logsource)
+            if col is None:
+                out.append(np.full(len(idx), "", dtype=object))
+            else:
+                codes, uniq = view.factorized(col)
+                table = np.array([*uniq, ""], dtype=object)
+                out.append(table[codes[idx]])
+        return out
+
+    def _correlate(
+        self,
+        node: _Node,
+        view: FrameView,
+        hits: dict[str, np.ndarray],
+        fired_rows: dict[str, list[tuple[float, dict[str, str], Fired]]],
+        ts: np.ndarray,
+        ids: np.ndarray,
+    ) -> list[tuple[float, dict[str, str], Fired]]:
+        state = node.state
+        assert state is not None
+        corr = state.corr
+        feed: list[tuple[float, int, tuple[str, ...], object, str]] = []
+        for rule_idx, ref in enumerate(node.inputs):
+            src = self.nodes[ref]
+            if src.compiled is not None:
+                idx = hits.get(ref, np.zeros(0, np.int64))
+                if not len(idx):
+                    continue
+                groups = self._group_values(node, src, view, idx)
+                values: np.ndarray | list[None]
+                if corr.value_field:
+                    col = view.resolve(corr.value_field, src.rule.logsource)
+                    if col is None:
+                        values = [None] * len(idx)
+                    elif corr.type == "value_sum":
+                        values = view.numeric(col)[idx]
+                    else:
+                        codes, uniq = view.factorized(col)
+                        values = np.array([*uniq, None], dtype=object)[codes[idx]]
+                else:
+                    values = [None] * len(idx)
+                keys = list(zip(*groups, strict=True)) if groups else [()] * len(idx)
+                for j, i in enumerate(idx.tolist()):
+                    v = values[j]
+                    feed.append(
+                        (float(ts[i]), rule_idx, keys[j], float(v) if isinstance(v, np.floating) else v, str(ids[i]))
+                    )
+            else:
+                for when, group, fired in fired_rows.get(ref, []):
+                    key = tuple(group.get(g, "") for g in corr.group_by)
+                    value = group.get(corr.value_field) if corr.value_field else None
+                    for eid in fired.event_ids[-1:]:
+                        feed.append((when, rule_idx, key, value, eid))
+        feed.sort(key=lambda f: f[0])
+        out = []
+        for when, rule_idx, key, val, eid in feed:
+            for fired in state.feed(when, key, val, eid, rule_idx):
+                out.append((when, dict(zip(corr.group_by, key, strict=True)), fired))
+        return out
+
+    def _detection_alerts(
+        self, node: _Node, view: FrameView, idx: np.ndarray, ts: np.ndarray, ids: np.ndarray
+    ) -> list[Alert]:
+        rule = node.rule
+        assert node.compiled is not None
+        ent_codes, ent_names = view.factorized("entity")
+        bucket = np.floor(ts[idx] / self.alert_window).astype(np.int64)
+        frame = pd.DataFrame({"e": ent_codes[idx], "b": bucket, "i": idx})
+        fields = [(f, view.resolve(f, rule.logsource)) for f in node.compiled.fields()]
+        alerts = []
+        newest = int(bucket.max())
+        for (e, b), rows in frame.groupby(["e", "b"], sort=False)["i"]:
+            entity = ent_names[e] if e >= 0 else ""
+            k = (rule.id, entity, int(b))
+            if k in self._emitted:
+                self.stats.suppressed += len(rows)
+                continue
+            self._emitted[k] = None
+            rows_arr = rows.to_numpy()
+            first = int(rows_arr[0])
+            contributions: list[dict[str, Any]] = []
+            for name, col in fields:
+                if col is None:
+                    continue
+                codes, uniq = view.factorized(col)
+                c = codes[first]
+                actual = uniq[c] if c >= 0 else None
+                contributions.append({"feature": name, "typical": None, "actual": actual, "weight": 1.0 / len(fields)})
+            contributions.append({"feature": "hits", "typical": 0, "actual": len(rows_arr), "weight": 0.0})
+            alerts.append(
+                Alert(
+                    entity=entity,
+                    window_start=_when(float(ts[rows_arr[0]])),
+                    window_end=_when(float(ts[rows_arr[-1]])),
+                    score=float(len(rows_arr)),
+                    threshold=1.0,
+                    severity=SEVERITY[rule.level],
+                    misuse_type=rule.misuse_type,
+                    detector=f"rule:{rule.id}",
+                    summary=f"{rule.title}: {len(rows_arr)} matching event(s) for {entity or '(no entity)'}",
+                    contributions=contributions,
+                    evidence=[str(x) for x in ids[rows_arr[: self.evidence]]],
+                )
+            )
+        while self._emitted and next(iter(self._emitted))[2] < newest - 1 and len(self._emitted) > 10_000:
+            self._emitted.popitem(last=False)
+        return alerts
+
+    def _correlation_alert(self, node: _Node, fired: Fired) -> Alert:
+        rule = node.rule
+        assert node.state is not None
+        corr = node.state.corr
+        group = dict(zip(corr.group_by, fired.key, strict=True))
+        entity = fired.key[0] if fired.key else "*"
+        what = {
+            "event_count": "count()",
+            "value_count": f"count({corr.value_field})",
+            "value_sum": f"sum({corr.value_field})",
+            "periodic": "mean interval (s)",
+        }.get(corr.type, f"{corr.type}({', '.join(corr.rules)})")
+        bound = next(iter(corr.condition.values()), float(len(corr.rules)))
+        by = ", ".join(f"{k}={v}" for k, v in group.items())
+        contributions: list[dict[str, Any]] = [
+            {
+                "feature": f"{what} by {', '.join(corr.group_by) or '-'}",
+                "typical": bound,
+                "actual": fired.value,
+                "weight": 1.0,
+            }
+        ]
+        contributions += [{"feature": k, "typical": None, "actual": v, "weight": 0.0} for k, v in group.items()]
+        return Alert(
+            entity=entity,
+            window_start=_when(fired.first_ts),
+            window_end=_when(fired.last_ts),
+            score=float(fired.value),
+            threshold=float(bound),
+            severity=SEVERITY[rule.level],
+            misuse_type=rule.misuse_type,
+            detector=f"rule:{rule.id}",
+            summary=f"{rule.title}: {what} = {fired.value:g} within {corr.timespan:g}s ({by or 'all events'})",
+            contributions=contributions,
+            evidence=fired.event_ids,
+        )
