@@ -25,7 +25,7 @@ from misuse.simulate.people import (
     ssh_connection,
     ssh_flows,
 )
-from misuse.simulate.site import DEVICES, HUB_IP, RESOLVER_IP
+from misuse.simulate.site import DEVICES, HUB_IP, RESOLVER_IP, device_by_name
 
 
 @dataclass
@@ -37,6 +37,7 @@ class Injected:
     victim_address: str
     attacker: str
     description: str
+    also: tuple[str, ...] = ()  # further entities involved (an account, a flood target)
     flows: list[pd.DataFrame] = field(default_factory=list)
     auth: list[dict[str, object]] = field(default_factory=list)
     commands: list[dict[str, object]] = field(default_factory=list)
@@ -156,6 +157,7 @@ def botnet(rng: np.random.Generator, lo: float, hi: float, scale: float, attack_
         f"{attacker};{cnc}",
         f"{cam.name} infected by telnet from {attacker}; Mirai-like telnet scanning ({n_scan} flows), "
         f"C&C to {cnc}:6667 every ~60 s, UDP flood of {target} ({n_flood} flows)",
+        also=(target,),
         flows=[inf, dl, scan, flood, cc],
     )
 
@@ -200,11 +202,12 @@ def brute_force(rng: np.random.Generator, lo: float, hi: float, scale: float, at
     flows = ssh_flows(rng, conns, label=MisuseType.BRUTE_FORCE.value, attack_id=attack_id, interactive=False)
     return Injected(
         MisuseType.BRUTE_FORCE,
-        "hub:root",
+        "hub",
         HUB_IP,
         attacker,
         f"SSH password guessing on the hub from {attacker}: {n_conn} connections, "
         f"{sum(r['action'] == 'login.failed' for r in auth)} failed passwords, then one login as root",
+        also=("root",),
         flows=[flows],
         auth=auth,
     )
@@ -257,6 +260,12 @@ def exfiltration(rng: np.random.Generator, lo: float, hi: float, scale: float, a
     )
 
 
+def _touched(rows: list[dict[str, object]]) -> tuple[str, ...]:
+    """Names and addresses of the devices a list of commands acted on, in first-seen order."""
+    names = list(dict.fromkeys(str(r["device"]) for r in rows))
+    return tuple(names) + tuple(device_by_name(n).ip for n in names)
+
+
 _HOME_USERS = ("alice", "bob", "carol")
 _FOREIGN_CLIENTS = (
     "HomeApp/3.8.0 (Android 9; SM-G950F)",
@@ -307,6 +316,7 @@ def impersonation(rng: np.random.Generator, lo: float, hi: float, scale: float, 
         src_ip,
         f"account {account} used from {src_ip} with client '{client}': {len(rows)} commands at an hour "
         "its owner is rarely active, unusual mix (disarm, unlock, export_history, camera streams)",
+        also=_touched(rows),
         commands=rows,
     )
 
@@ -336,6 +346,7 @@ def insider_misuse(rng: np.random.Generator, lo: float, hi: float, scale: float,
         person.src_ip,
         f"{person.account} disabled cam-garden, watched cam-front, exported the history and deleted "
         "recordings from their own phone",
+        also=_touched(rows),
         commands=rows,
     )
 
@@ -359,6 +370,7 @@ def inadvertent_misuse(rng: np.random.Generator, lo: float, hi: float, scale: fl
         person.src_ip,
         f"{person.account} disarmed the alarm, unlocked both doors, set {wild} C and toggled a plug "
         "repeatedly, none of it undone",
+        also=_touched(rows),
         commands=rows,
     )
 

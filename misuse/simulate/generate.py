@@ -73,7 +73,12 @@ class SimulatedSite:
         One row per app or admin command (``kind`` = ``command``): ``entity`` = account,
         ``peer`` = device, ``action`` = command.
     truth:
-        One row per injected incident (:data:`TRUTH_COLUMNS`), ``start``/``end`` in UTC.
+        One row per injected incident (:data:`TRUTH_COLUMNS`): ``type`` (a
+        :class:`~misuse.alerts.types.MisuseType` value), ``victim`` (device or account) and its
+        ``victim_address``, ``attacker`` address(es) (``;``-joined), ``entities`` (every device,
+        account and address involved, ``;``-joined: each malicious event has its ``entity`` or
+        ``peer`` among them), ``start``/``end`` (UTC, first event to last event end),
+        ``n_events`` and a ``description``.
     event_attacks:
         ``event_id`` -> ``attack_id`` for every malicious event.
     devices, people:
@@ -343,7 +348,7 @@ def _truth(
                 "victim": inj.victim,
                 "victim_address": inj.victim_address,
                 "attacker": inj.attacker,
-                "entities": ";".join(dict.fromkeys([inj.victim, inj.victim_address, *attackers])),
+                "entities": ";".join(dict.fromkeys([inj.victim, inj.victim_address, *attackers, *inj.also])),
                 "start": lo,
                 "end": hi,
                 "n_events": n_events,

@@ -19,8 +19,10 @@ SYSLOG = re.compile(r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d hub sshd\[\d+\]: \S"
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[SimulatedSite, dict[str, Path]]:
-    site = simulate_site(seed=7)
+def written(
+    tmp_path_factory: pytest.TempPathFactory, default_site: SimulatedSite
+) -> tuple[SimulatedSite, dict[str, Path]]:
+    site = default_site
     start = time.perf_counter()
     paths = write_site(site, tmp_path_factory.mktemp("site"))
     sizes = {k: p.stat().st_size for k, p in paths.items()}
