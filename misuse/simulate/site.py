@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from misuse.simulate.flows import DAY, HOUR, flow_block, lognormal, periodic_times, poisson_times
+from misuse.simulate.flows import DAY, flow_block, lognormal, periodic_times, poisson_times
 
 HUB_IP = "192.168.1.1"
 BROKER_IP = "192.168.1.2"
@@ -103,11 +103,6 @@ def device_by_name(name: str) -> Device:
         if d.name == name:
             return d
     raise KeyError(name)
-
-
-def epoch_of_day(t0: float, day: int) -> float:
-    """Midnight UTC of day ``day`` (0-based) of a run starting at ``t0``."""
-    return t0 + day * DAY
 
 
 def benign_device_flows(rng: np.random.Generator, t0: float, days: int, scale: float) -> pd.DataFrame:
@@ -353,17 +348,9 @@ def _drop_reboot_gaps(flows: pd.DataFrame) -> pd.DataFrame:
     return flows.loc[keep].drop(columns="reboot_gap").reset_index(drop=True)
 
 
-def hour_weights(t0: float, day: int) -> np.ndarray:
-    """The home-activity profile for day ``day`` (weekday or weekend), normalised to sum 1."""
-    day_index = int(np.floor((t0 + day * DAY) / DAY))
-    prof = HOME_WEEKEND if (day_index + 3) % 7 >= 5 else HOME_WEEKDAY
-    return np.asarray(prof / prof.sum())
-
-
 __all__ = [
     "BROKER_IP",
     "DEVICES",
-    "HOUR",
     "HUB_IP",
     "NTP_IP",
     "RESOLVER_IP",
