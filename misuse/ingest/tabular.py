@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 import string
@@ -251,8 +252,8 @@ def _time(value: object, origin: str) -> TimeSpec:
 def _validate(data: dict[str, Any], origin: str) -> ColumnMapping:
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        known = ", ".join(sorted(_TOP_KEYS)[:2])
-        raise SchemaError(f"mapping {origin}: unknown field '{sorted(unknown)[0]}' (known: {known}, ...)")
+        known = ", ".join(sorted(_TOP_KEYS))
+        raise SchemaError(f"mapping {origin}: unknown field '{sorted(unknown)[0]}' (known: {known})")
     for required in ("ts", "entity"):
         if required not in data:
             raise _fail(origin, required, "is required")
@@ -356,7 +357,7 @@ class TabularReader(Reader):
     ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
         m = self.mapping
         if m.header:
-            names = [c.strip() for c in next(iter(_csv_rows(first, m.delimiter)), [])]
+            names = [c.strip() for c in next(csv.reader(io.StringIO(first), delimiter=m.delimiter), [])]
             start = 2
         else:
             names = list(m.columns)
@@ -397,10 +398,6 @@ class TabularReader(Reader):
             raise ParseError(f"unreadable CSV: {exc}", source=str(p)) from None
 
 
-def _csv_rows(text: str, delimiter: str) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(text), delimiter=delimiter))
-
-
 class _Utf8Stream(io.RawIOBase):
     """Bytes for pyarrow from a text stream (so undecodable bytes are already replaced)."""
 
@@ -428,7 +425,7 @@ def _json_batches(
 ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
     recs: list[dict[str, object]] = []
     lines: list[int] = []
-    for n, line in enumerate(_chain(first, fh), start=1):
+    for n, line in enumerate(itertools.chain([first], fh), start=1):
         text = line.strip()
         if not text:
             continue
@@ -449,11 +446,6 @@ def _json_batches(
             recs, lines = [], []
     if recs:
         yield pd.DataFrame.from_records(recs), np.asarray(lines, dtype=np.int64)
-
-
-def _chain(first: str, fh: IO[str]) -> Iterator[str]:
-    yield first
-    yield from fh
 
 
 class _Mapper:

@@ -18,6 +18,7 @@ ssh     ssh       id.orig_h    id.resp_h    auth.success / auth.failed / auth.un
 other   <path>    id.orig_h    id.resp_h    <path>; numeric fields -> num., others -> cat.
 ======  ========  ===========  ===========  ==============================================
 
+Set and vector values come out joined by "," whatever ``#set_separator`` said.
 ``event_id`` is the Zeek ``uid`` for ``conn`` (unique there) and ``uid:line`` for the other logs.
 IoT-23 ``conn.log.labeled`` files carry ``label`` and ``detailed-label``: the event label is
 "benign" for Benign, else the detailed label (``DDoS``, ``C&C``...), or "Malicious" when it is
@@ -160,9 +161,7 @@ class ZeekReader(Reader):
             yield from self._tsv_block(p, block, line_no, hdr, dead)
             line_no += block.count(b"\n")
 
-    def _tsv_block(
-        self, p: Path, block: bytes, line_no: int, hdr: _Header, dead: DeadLetter
-    ) -> Iterator[pd.DataFrame]:
+    def _tsv_block(self, p: Path, block: bytes, line_no: int, hdr: _Header, dead: DeadLetter) -> Iterator[pd.DataFrame]:
         pos = 0
         while pos < len(block):
             if block[pos : pos + 1] == b"#":
@@ -192,9 +191,7 @@ class ZeekReader(Reader):
             except UnicodeDecodeError:
                 sep = ""
             if len(sep) != 1 or sep in "\r\n#":
-                raise ParseError(
-                    f"#separator must be one character, got {value!r}", source=str(p), line=line_no
-                )
+                raise ParseError(f"#separator must be one character, got {value!r}", source=str(p), line=line_no)
             hdr.separator = sep
             return
         key, _, rest = text[1:].partition(hdr.separator)
@@ -204,9 +201,7 @@ class ZeekReader(Reader):
             hdr.packed = len(tail)
             hdr.fields = names[:-1] + tail
             if len(set(hdr.fields)) != len(hdr.fields) or "" in hdr.fields:
-                raise ParseError(
-                    f"#fields has empty or repeated names: {rest[:80]!r}", source=str(p), line=line_no
-                )
+                raise ParseError(f"#fields has empty or repeated names: {rest[:80]!r}", source=str(p), line=line_no)
             hdr.types = []
         elif key == "types":
             names = rest.split(hdr.separator)
@@ -220,9 +215,7 @@ class ZeekReader(Reader):
         elif key == "path":
             hdr.path = rest.strip()
 
-    def _tsv_part(
-        self, p: Path, part: bytes, first_line: int, hdr: _Header, dead: DeadLetter
-    ) -> pd.DataFrame | None:
+    def _tsv_part(self, p: Path, part: bytes, first_line: int, hdr: _Header, dead: DeadLetter) -> pd.DataFrame | None:
         """Parse consecutive data lines (no header among them) into an event frame."""
         if b"\r" in part:  # pyarrow would split lines at a bare CR; Zeek itself never writes one
             part = part.replace(b"\r", b"\\x0d")
@@ -241,9 +234,7 @@ class ZeekReader(Reader):
         def on_invalid(row: Any) -> str:
             text = str(row.text)
             if text.strip():
-                bad.append(
-                    (row.number, f"expected {row.expected_columns} fields, got {row.actual_columns}", text)
-                )
+                bad.append((row.number, f"expected {row.expected_columns} fields, got {row.actual_columns}", text))
             else:
                 bad.append((row.number, "", text))
             return "skip"
@@ -292,16 +283,12 @@ class ZeekReader(Reader):
         if slow:
             for col in numeric:
                 text = table.column(col).to_numpy(zero_copy_only=False)
-                values = pd.to_numeric(pd.Series(text, dtype=object), errors="coerce").to_numpy(
-                    dtype="float64"
-                )
+                values = pd.to_numeric(pd.Series(text, dtype=object), errors="coerce").to_numpy(dtype="float64")
                 wrong = np.isnan(values) & pd.notna(text) & keep
                 for i in np.flatnonzero(wrong):
                     dead.add(str(p), int(lines[i]), f"field '{col}' is not a number: {text[i]!r}", "")
                 keep &= ~wrong
-                table = table.set_column(
-                    table.column_names.index(col), col, pa.array(values, from_pandas=True)
-                )
+                table = table.set_column(table.column_names.index(col), col, pa.array(values, from_pandas=True))
         parts = None
         if hdr.packed > 1:
             parts, ok = self._split_packed(table, hdr, lines, keep, p, dead)
@@ -321,10 +308,14 @@ class ZeekReader(Reader):
             for pos, name in enumerate(hdr.fields[-hdr.packed :]):
                 value = pc.list_element(parts, pos)
                 table = table.append_column(name, pc.if_else(pc.equal(value, hdr.unset_field), None, value))
+        containers = {f for f, t in zip(fields, types, strict=True) if t.startswith(("set[", "vector["))}
         for idx, col in enumerate(table.column_names):
             values = table.column(idx)
             if col not in numeric and pa.types.is_string(values.type):
-                table = table.set_column(idx, col, pc.if_else(pc.equal(values, hdr.empty_field), "", values))
+                values = pc.if_else(pc.equal(values, hdr.empty_field), "", values)
+                if col in containers and hdr.set_separator not in ("", ","):
+                    values = pc.replace_substring(values, hdr.set_separator, ",")  # one form downstream
+                table = table.set_column(idx, col, values)
         log = self.log or hdr.path or log_path_from_name(p)
         return to_events(table, log, p.name, lines)
 
@@ -344,9 +335,7 @@ class ZeekReader(Reader):
 
     # ---- JSON --------------------------------------------------------------------------------
 
-    def _json_frames(
-        self, p: Path, head: bytes, fh: Any, batch_size: int, dead: DeadLetter
-    ) -> Iterator[pd.DataFrame]:
+    def _json_frames(self, p: Path, head: bytes, fh: Any, batch_size: int, dead: DeadLetter) -> Iterator[pd.DataFrame]:
         stream = io.TextIOWrapper(
             io.BufferedReader(_Prefixed(head, fh)), encoding="utf-8", errors="replace", newline="\n"
         )
@@ -521,9 +510,7 @@ def to_events(raw: pa.Table, log: str, name: str, lines: np.ndarray) -> pd.DataF
         kind = "http"
         base["action"] = _text(raw, "method")
         status = _num(raw, "status_code")
-        num = {
-            c: _num(raw, c) for c in ("status_code", "request_body_len", "response_body_len", "trans_depth")
-        }
+        num = {c: _num(raw, c) for c in ("status_code", "request_body_len", "response_body_len", "trans_depth")}
         cat = {c: _col(raw, c) for c in ("host", "uri", "user_agent", "referrer", "uid")}
         cat["status"] = pc.cast(pc.cast(status, pa.int64(), safe=False), pa.string())
     elif log == "ssh":

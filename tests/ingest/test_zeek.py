@@ -163,6 +163,18 @@ def test_custom_separator_unset_and_empty_markers(tmp_path: Path) -> None:
     assert frame["num.duration"].isna().all()
 
 
+def test_set_separator_is_honoured(tmp_path: Path) -> None:
+    fields = ["ts", "uid", "id.orig_h", "id.resp_h", "query", "qtype_name", "answers"]
+    types = ["time", "string", "addr", "addr", "string", "string", "vector[string]"]
+    lines = header(fields, types, path="dns")
+    lines[1] = "#set_separator\t|"
+    p = write(tmp_path / "dns.log", [*lines, "1.0\tD1\t10.0.0.5\t8.8.8.8\ta.io\tA\t1.1.1.1|2.2.2.2|3.3.3.3"])
+
+    frame = ZeekReader().read(p)
+
+    assert frame["num.answers"].tolist() == [3.0]
+
+
 def test_iot23_space_joined_labels(tmp_path: Path) -> None:
     fields = [*CONN_FIELDS[:-1], "tunnel_parents   label   detailed-label"]
     types = [*CONN_TYPES[:-1], "set[string]   string   string"]
