@@ -174,6 +174,10 @@ class ZeekReader(Reader):
             nxt = block.find(b"\n#", pos)
             end = len(block) if nxt < 0 else nxt + 1
             part = block[pos:end]
+            if not part.strip():  # blank lines only
+                line_no += part.count(b"\n")
+                pos = end
+                continue
             if not hdr.fields:
                 raise ParseError(f"no #fields header before data: {part[:40]!r}", source=str(p), line=line_no)
             frame = self._tsv_part(p, part, line_no, hdr, dead)
@@ -217,8 +221,8 @@ class ZeekReader(Reader):
 
     def _tsv_part(self, p: Path, part: bytes, first_line: int, hdr: _Header, dead: DeadLetter) -> pd.DataFrame | None:
         """Parse consecutive data lines (no header among them) into an event frame."""
-        if b"\r" in part:  # pyarrow would split lines at a bare CR; Zeek itself never writes one
-            part = part.replace(b"\r", b"\\x0d")
+        if b"\r" in part:  # CRLF endings lose their CR; pyarrow would split lines at a bare CR
+            part = part.replace(b"\r\n", b"\n").replace(b"\r", b"\\x0d")
         try:
             part.decode("utf-8")
         except UnicodeDecodeError:

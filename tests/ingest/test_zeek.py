@@ -127,6 +127,19 @@ def test_several_header_blocks_close_lines_and_blank_lines(tmp_path: Path) -> No
     assert dead.count == 0
 
 
+def test_crlf_line_ends_and_leading_blank_lines(tmp_path: Path) -> None:
+    text = "\n\n" + "\r\n".join([*header(CONN_FIELDS, CONN_TYPES), conn_row(1.0, "A"), conn_row(2.0, "B")]) + "\r\n"
+    p = tmp_path / "conn.log"
+    p.write_bytes(text.encode())
+    dead = DeadLetter()
+
+    frame = ZeekReader().read(p, dead=dead)
+
+    assert (frame["event_id"].tolist(), dead.count) == (["A", "B"], 0)
+    assert frame["source"].tolist() == ["conn.log:11", "conn.log:12"]
+    assert frame["num.resp_ip_bytes"].tolist() == [120.0, 120.0]
+
+
 def test_bad_lines_go_to_dead_letter_with_true_line_numbers(tmp_path: Path) -> None:
     bad_count = "\t".join(conn_row(2.0, "B").split("\t")[:19])
     bad_number = conn_row(3.0, "C", dur="abc")
