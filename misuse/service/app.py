@@ -1,0 +1,209 @@
+"""The FastAPI application factory: API routes, dashboard, body-size limit, worker life cycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from misuse import __version__
+from misuse.alerts.model import Alert
+from misuse.errors import InvalidParameterError
+from misuse.service import errors, routes_admin, routes_alerts, routes_entities, routes_events, routes_models
+from misuse.service.auth import TokenStore
+from misuse.service.config import ServiceConfig
+from misuse.service.deps import ServiceState
+from misuse.service.metrics import Metrics
+from misuse.service.sse import AlertHub
+from misuse.service.stream import StreamProcessor
+from misuse.store.duck import Store
+
+log = logging.getLogger("misuse.service")
+DASHBOARD = Path(__file__).parent / "dashboard"
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware refusing request bodies over ``limit`` bytes (declared or streamed) with 413."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope.get("headers", []):
+            if k == b"content-length" and v.isdigit() and int(v) > self.limit:
+                await self._reject(send, int(v))
+                return
+        seen = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLargeError
+            return msg
+
+        async def tracking(msg: Message) -> None:
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited, tracking)
+        except _TooLargeError:
+            if not started:
+                await self._reject(send, seen)
+
+    async def _reject(self, send: Send, size: int) -> None:
+        resp = errors.error_response(413, f"request body of {size} bytes exceeds the limit of {self.limit} bytes")
+        await resp({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def open_state(cfg: ServiceConfig) -> ServiceState:
+    """Open the store, tokens and processor for a configuration (no network yet)."""
+    if cfg.store_url != "duckdb":
+        raise InvalidParameterError(
+            f"store_url {cfg.store_url.split('@')[-1]!r}: PostgreSQL is not available in this version; "
+            "use the default DuckDB store (see docs/service.md)"
+        )
+    store = Store(cfg.project, create=True)
+    lock = threading.RLock()
+    metrics = Metrics()
+    hub = AlertHub()
+    st = ServiceState(
+        cfg=cfg,
+        store=store,
+        lock=lock,
+        processor=StreamProcessor(store, lock, metrics),
+        metrics=metrics,
+        tokens=TokenStore(cfg.tokens_path),
+        hub=hub,
+    )
+    st.processor.load_model()
+    replayed = st.processor.recover()
+    if replayed:
+        log.info("replayed %d stored events of windows still open", replayed)
+    return st
+
+
+def _start_workers(st: ServiceState) -> None:
+    from misuse.service.worker import MqttWorker, ZeekTailer
+
+    publishers: list[Callable[[Alert], None]] = [lambda a: st.hub.publish({"type": "alert", "data": a.to_dict()})]
+    if st.cfg.mqtt_enabled:
+        mqtt = MqttWorker(st.cfg, st.processor, st.metrics)
+        st.workers["mqtt"] = mqtt
+        publishers.append(mqtt.publish_alert)
+
+    def announce(alert: Alert) -> None:
+        for publish in publishers:
+            publish(alert)
+
+    st.processor.on_alert = announce
+    if "mqtt" in st.workers:
+        st.workers["mqtt"].start()
+    if st.cfg.zeek_tail:
+        tail = ZeekTailer([Path(p) for p in st.cfg.zeek_tail], st.processor.ingest)
+        st.workers["zeek"] = tail
+        tail.start()
+
+
+def _stop_workers(st: ServiceState) -> None:
+    for name in ("zeek", "mqtt"):
+        w = st.workers.pop(name, None)
+        if w is not None:
+            w.stop()
+
+
+def create_app(cfg: ServiceConfig, *, start_workers: bool = True, state: ServiceState | None = None) -> FastAPI:
+    """Build the app.
+
+    Parameters
+    ----------
+    cfg:
+        The service configuration.
+    start_workers:
+        Start the MQTT worker and Zeek tailers with the app (off for API-only tests).
+    state:
+        An already opened state (default: :func:`open_state` at startup).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        st = state or open_state(cfg)
+        app.state.service = st
+        st.hub.bind(asyncio.get_running_loop())
+        if start_workers:
+            _start_workers(st)
+        else:
+            st.processor.on_alert = lambda a: st.hub.publish({"type": "alert", "data": a.to_dict()})
+        try:
+            yield
+        finally:
+            _stop_workers(st)
+            with st.lock:
+                st.store.close()
+
+    app = FastAPI(
+        title="misuse",
+        version=__version__,
+        summary="Live detection of misuse of IoT devices: ingest, alerts, entities, models.",
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "events", "description": "Ingest events; dead letters; stream accounting."},
+            {"name": "alerts", "description": "Alerts, acknowledgement, analyst feedback, live feed."},
+            {"name": "entities", "description": "Devices and users and their behaviour profiles."},
+            {"name": "models", "description": "Trained models: list, train, activate."},
+            {"name": "service", "description": "Health, metrics, tokens."},
+        ],
+    )
+    errors.install(app)
+    for r in (routes_events, routes_alerts, routes_entities, routes_models, routes_admin):
+        app.include_router(r.router)
+
+    @app.middleware("http")
+    async def count_requests(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        if hasattr(request.app.state, "service"):
+            request.app.state.service.metrics.inc(
+                "misuse_http_requests_total", method=request.method, route=path, status=str(response.status_code)
+            )
+        return response
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(DASHBOARD / "index.html", headers={"Cache-Control": "no-store"})
+
+    app.mount("/dashboard", StaticFiles(directory=DASHBOARD), name="dashboard")
+    app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)  # type: ignore[arg-type]
+    return app

@@ -1,0 +1,88 @@
+"""Entity routes: the entities seen on the stream and their behaviour profiles."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from misuse.service.deps import StateDep, ViewerDep
+from misuse.service.errors import ERROR_RESPONSES, ApiError
+from misuse.service.routes_alerts import query_alerts
+from misuse.service.schemas import AlertOut, EntityOut, ProfileOut
+
+router = APIRouter(prefix="/api/entities", tags=["entities"], responses=ERROR_RESPONSES)
+
+
+@router.get("", response_model=list[EntityOut], summary="Entities seen on the stream")
+def list_entities(
+    st: StateDep,
+    _who: ViewerDep,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 500,
+) -> list[EntityOut]:
+    """Entities with their event counts, first/last seen and alert counts, busiest first."""
+    with st.lock:
+        rows = st.store.con.execute(
+            """SELECT e.entity, e.n, e.first, e.last, coalesce(a.n, 0), coalesce(a.open, 0)
+               FROM (SELECT entity, count(*) n, min(ts) first, max(ts) last FROM stream_events GROUP BY entity) e
+               LEFT JOIN (SELECT entity, count(*) n, count(*) FILTER (WHERE status = 'open') open
+                          FROM alerts GROUP BY entity) a USING (entity)
+               ORDER BY e.n DESC, e.entity LIMIT ?""",
+            [limit],
+        ).fetchall()
+    return [
+        EntityOut(
+            entity=r[0],
+            events=r[1],
+            first_seen=r[2].isoformat(),
+            last_seen=r[3].isoformat(),
+            alerts=r[4],
+            open_alerts=r[5],
+        )
+        for r in rows
+    ]
+
+
+@router.get("/{entity}/profile", response_model=ProfileOut, summary="An entity's behaviour profile")
+def profile(
+    st: StateDep,
+    _who: ViewerDep,
+    entity: str,
+    top: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> ProfileOut:
+    """Activity by weekday and hour, footprint (top actions and peers), learned baseline, recent alerts."""
+    with st.lock:
+        con = st.store.con
+        n = con.execute("SELECT count(*) FROM stream_events WHERE entity = ?", [entity]).fetchone()
+        if not n or not n[0]:
+            raise ApiError(404, f"no events for entity {entity!r} on the stream")
+        grid = con.execute(
+            "SELECT isodow(ts AT TIME ZONE 'UTC') - 1, hour(ts AT TIME ZONE 'UTC'), count(*) FROM stream_events "
+            "WHERE entity = ? GROUP BY ALL",
+            [entity],
+        ).fetchall()
+        actions = con.execute(
+            "SELECT action, count(*) n FROM stream_events WHERE entity = ? GROUP BY action "
+            "ORDER BY n DESC, action LIMIT ?",
+            [entity, top],
+        ).fetchall()
+        peers = con.execute(
+            "SELECT peer, count(*) n FROM stream_events WHERE entity = ? AND peer <> '' GROUP BY peer "
+            "ORDER BY n DESC, peer LIMIT ?",
+            [entity, top],
+        ).fetchall()
+    activity = [[0] * 24 for _ in range(7)]
+    for d, h, c in grid:
+        activity[int(d)][int(h)] = int(c)
+    model = st.processor.model
+    baseline = dict(model.baseline.medians_.get(entity, {})) if model is not None else {}
+    _, recent = query_alerts(st, ["entity = ?"], [entity], 10)
+    return ProfileOut(
+        entity=entity,
+        events=int(n[0]),
+        activity=activity,
+        actions=[{"name": a, "count": c} for a, c in actions],
+        peers=[{"name": p, "count": c} for p, c in peers],
+        baseline=baseline,
+        recent_alerts=[AlertOut(**a) for a in recent],
+    )

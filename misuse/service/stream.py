@@ -1,0 +1,387 @@
+"""The streaming core, without any network: parse -> deduplicate -> store -> windows -> score -> alert.
+
+Every source (MQTT messages, HTTP batches, tailed Zeek logs) ends in :meth:`StreamProcessor.ingest`.
+It runs one transaction per batch on the project's DuckDB store: new events (by ``event_id``) are
+stored in ``stream_events``, buffered per entity until their window closes, and closed windows are
+scored with :func:`misuse.pipeline.detect` -- the very function batch detection uses, on the same
+window features (:func:`misuse.features.windows.window_features`) and the same trained
+:class:`~misuse.pipeline.WindowModel`. Closed windows are recorded in ``stream_windows``; after a
+restart the events of windows not yet closed are replayed from the store, so an event is neither
+lost nor counted twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from misuse.alerts.model import Alert
+from misuse.errors import ParseError
+from misuse.events import events_to_frame
+from misuse.ingest.native import parse_event_object
+from misuse.pipeline import WindowModel, detect
+from misuse.service.metrics import Metrics
+from misuse.store.duck import Store
+
+DATASET = "stream"
+DEFAULT_WINDOW = 60.0
+MAX_RAW = 2000
+
+_DDL = [
+    """CREATE TABLE IF NOT EXISTS stream_events (
+        event_id VARCHAR PRIMARY KEY, ts TIMESTAMPTZ, entity VARCHAR, kind VARCHAR, action VARCHAR,
+        peer VARCHAR, origin VARCHAR, record VARCHAR,
+        received_at TIMESTAMPTZ, stored_at TIMESTAMPTZ)""",
+    """CREATE TABLE IF NOT EXISTS stream_windows (
+        entity VARCHAR, window_start DOUBLE, n_events BIGINT, score DOUBLE, alarm BOOLEAN, model VARCHAR,
+        closed_at TIMESTAMPTZ, PRIMARY KEY (entity, window_start))""",
+]
+
+
+@dataclass
+class Parsed:
+    """Events parsed from some payloads, and the payloads that were set aside."""
+
+    records: list[dict[str, object]] = field(default_factory=list)
+    received: list[float] = field(default_factory=list)
+    dead: list[dict[str, Any]] = field(default_factory=list)
+
+    def extend(self, other: Parsed) -> None:
+        """Append another parse result."""
+        self.records += other.records
+        self.received += other.received
+        self.dead += other.dead
+
+
+@dataclass
+class IngestReport:
+    """What one call of :meth:`StreamProcessor.ingest` did."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    windows_scored: int = 0
+    alerts: list[Alert] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+
+def event_id_of(obj: dict[str, Any]) -> str:
+    """A stable id for an event object that has none: a hash of its canonical JSON."""
+    canon = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return "h:" + hashlib.sha1(canon.encode()).hexdigest()[:20]
+
+
+def parse_objects(objs: Iterable[Any], where: str, origin: str, received: float, raw: str = "") -> Parsed:
+    """Validate event objects (see :func:`misuse.ingest.native.parse_event_object`).
+
+    Bad objects become dead-letter samples with the reason; good ones get ``event_id`` (their own or
+    a content hash) and ``source`` (``where`` when absent).
+    """
+    out = Parsed()
+    for i, obj in enumerate(objs):
+        place = f"{where}[{i}]"
+        try:
+            rec = parse_event_object(obj, place)
+        except ParseError as exc:
+            out.dead.append(
+                {"source": where, "line": i, "reason": exc.reason, "raw": raw or json.dumps(obj, default=str)[:MAX_RAW]}
+            )
+            continue
+        if "event_id" not in rec:
+            rec["event_id"] = event_id_of(obj)
+        rec.setdefault("source", f"{origin}:{where}")
+        out.records.append(rec)
+        out.received.append(received)
+    return out
+
+
+def parse_payload(payload: bytes, where: str, origin: str, received: float | None = None) -> Parsed:
+    """Parse one message body: a JSON event object or a JSON array of them."""
+    received = time.time() if received is None else received
+    text = payload[:MAX_RAW].decode("utf-8", errors="replace")
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        reason = f"invalid JSON: {getattr(exc, 'msg', exc)}"
+        return Parsed(dead=[{"source": where, "line": 0, "reason": reason, "raw": text}])
+    objs = doc if isinstance(doc, list) else [doc]
+    if not objs:
+        return Parsed(dead=[{"source": where, "line": 0, "reason": "empty JSON array", "raw": text}])
+    return parse_objects(objs, where, origin, received, raw=text if len(objs) == 1 else "")
+
+
+class StreamProcessor:
+    """Stateful per-entity stream detection on one store.
+
+    Parameters
+    ----------
+    store:
+        The project store (its DuckDB connection is the single writer).
+    lock:
+        Guards every use of the store's connection (API threads and the worker share it).
+    metrics:
+        Counters to update.
+    on_alert:
+        Called with each new alert after its batch is committed (MQTT publish, SSE).
+    default_window:
+        Window length used while no model is active.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        lock: threading.RLock,
+        metrics: Metrics,
+        on_alert: Callable[[Alert], None] | None = None,
+        default_window: float = DEFAULT_WINDOW,
+    ) -> None:
+        self.store = store
+        self.lock = lock
+        self.metrics = metrics
+        self.on_alert = on_alert
+        self.model: WindowModel | None = None
+        self.model_name: str | None = None
+        self.window = default_window
+        self._buf: dict[str, list[dict[str, object]]] = {}
+        self._start: dict[str, float] = {}
+        with self.lock:
+            for stmt in _DDL:
+                self.store.con.execute(stmt)
+
+    # ----- model ------------------------------------------------------------------------------
+    def load_model(self, name: str | None = None) -> str | None:
+        """Load a stored model (default: the active window model); returns its name or None."""
+        with self.lock:
+            name = name or self.store.active_model("window")
+            if name is None:
+                return None
+            model = WindowModel.load(self.store.model_dir(name))
+            if self._buf and model.window != self.window:
+                self._commit_closed(self._take_all(), time.time())
+            self.model, self.model_name, self.window = model, name, model.window
+        return name
+
+    # ----- recovery -----------------------------------------------------------------------------
+    def recover(self) -> int:
+        """Replay stored events of windows not closed before a restart; returns how many."""
+        q = """SELECT e.record FROM stream_events e
+               LEFT JOIN (SELECT entity, max(window_start) AS m FROM stream_windows GROUP BY entity) w
+               USING (entity)
+               WHERE w.m IS NULL OR epoch(e.ts) >= w.m + ?
+               ORDER BY e.ts"""
+        with self.lock:
+            rows = self.store.con.execute(q, [self.window]).fetchall()
+            for (rec,) in rows:
+                self._add(json.loads(rec))
+            self.metrics.set("misuse_open_window_events", self.open_events())
+        return len(rows)
+
+    def open_events(self) -> int:
+        """Events buffered in windows not yet closed."""
+        return sum(len(v) for v in self._buf.values())
+
+    # ----- ingest -------------------------------------------------------------------------------
+    def ingest(self, parsed: Parsed, origin: str) -> IngestReport:
+        """Store, window and score one batch; one transaction. Alerts are announced after commit."""
+        report = IngestReport(dead_letters=len(parsed.dead), reasons=[d["reason"] for d in parsed.dead[:20]])
+        if parsed.records:
+            self.metrics.inc("misuse_events_received_total", len(parsed.records), origin=origin)
+        if parsed.dead:
+            self.metrics.inc("misuse_dead_letters_total", len(parsed.dead), origin=origin)
+        t0 = time.perf_counter()
+        with self.lock:
+            con = self.store.con
+            con.begin()
+            try:
+                new, received = self._new_records(parsed)
+                report.duplicates = len(parsed.records) - len(new)
+                now = datetime.now(UTC)
+                if new:
+                    self._insert(new, received, origin, now)
+                closed: list[dict[str, object]] = []
+                for rec in new:
+                    closed += self._add(rec)
+                report.windows_scored, report.alerts = self._score(closed, now) if closed else (0, [])
+                if parsed.dead:
+                    self._dead_letters(parsed.dead, origin)
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+            report.accepted = len(new)
+            self.metrics.set("misuse_open_window_events", self.open_events())
+        done = time.time()
+        self.metrics.inc("misuse_events_stored_total", report.accepted)
+        self.metrics.inc("misuse_events_duplicate_total", report.duplicates)
+        self.metrics.observe("misuse_batch_seconds", time.perf_counter() - t0)
+        for r in received:
+            self.metrics.observe("misuse_event_lag_seconds", done - r)
+        self._announce(report.alerts)
+        return report
+
+    def close_idle(self, now: float | None = None) -> IngestReport:
+        """Close windows whose end lies ``idle`` seconds in the past (silent entities)."""
+        now = time.time() if now is None else now
+        report = IngestReport()
+        with self.lock:
+            due = [e for e, s in self._start.items() if s + self.window <= now]
+            if not due:
+                return report
+            closed: list[dict[str, object]] = []
+            for e in due:
+                closed += self._take(e)
+            report.windows_scored, report.alerts = self._commit_closed(closed, now)
+            self.metrics.set("misuse_open_window_events", self.open_events())
+        self._announce(report.alerts)
+        return report
+
+    def flush(self) -> IngestReport:
+        """Close every open window now (shutdown of a finite stream, tests, benchmarks)."""
+        return self.close_idle(now=float("inf"))
+
+    # ----- internals ----------------------------------------------------------------------------
+    def _announce(self, alerts: list[Alert]) -> None:
+        for a in alerts:
+            self.metrics.inc("misuse_alerts_total", misuse_type=a.misuse_type)
+            if self.on_alert is not None:
+                self.on_alert(a)
+
+    def _new_records(self, parsed: Parsed) -> tuple[list[dict[str, object]], list[float]]:
+        seen: set[str] = set()
+        recs: list[dict[str, object]] = []
+        rec_t: list[float] = []
+        for rec, t in zip(parsed.records, parsed.received, strict=True):
+            eid = str(rec["event_id"])
+            if eid not in seen:
+                seen.add(eid)
+                recs.append(rec)
+                rec_t.append(t)
+        if not recs:
+            return [], []
+        ids = pd.DataFrame({"event_id": [str(r["event_id"]) for r in recs]})
+        self.store.con.register("_batch_ids", ids)
+        try:
+            known = {
+                r[0]
+                for r in self.store.con.execute(
+                    "SELECT b.event_id FROM _batch_ids b JOIN stream_events e ON e.event_id = b.event_id"
+                ).fetchall()
+            }
+        finally:
+            self.store.con.unregister("_batch_ids")
+        if not known:
+            return recs, rec_t
+        keep = [i for i, r in enumerate(recs) if str(r["event_id"]) not in known]
+        return [recs[i] for i in keep], [rec_t[i] for i in keep]
+
+    def _insert(self, recs: list[dict[str, object]], received: list[float], origin: str, now: datetime) -> None:
+        frame = pd.DataFrame(
+            {
+                "event_id": [str(r["event_id"]) for r in recs],
+                "ts": pd.to_datetime(np.array([r["ts"] for r in recs], dtype="float64") * 1e6, unit="us", utc=True),
+                "entity": [str(r["entity"]) for r in recs],
+                "kind": [str(r.get("kind", "")) for r in recs],
+                "action": [str(r.get("action", "")) for r in recs],
+                "peer": [str(r.get("peer", "")) for r in recs],
+                "origin": origin,
+                "record": [json.dumps(r, separators=(",", ":")) for r in recs],
+                "received_at": pd.to_datetime(np.array(received) * 1e6, unit="us", utc=True),
+                "stored_at": now,
+            }
+        )
+        self.store.con.register("_batch_events", frame)
+        try:
+            self.store.con.execute("INSERT INTO stream_events SELECT * FROM _batch_events")
+        finally:
+            self.store.con.unregister("_batch_events")
+
+    def _add(self, rec: dict[str, object]) -> list[dict[str, object]]:
+        """Buffer one record; return the records of the window it closed (same rule as StreamingWindows)."""
+        entity = str(rec["entity"])
+        w = float(np.floor(float(rec["ts"]) / self.window) * self.window)  # type: ignore[arg-type]
+        start = self._start.get(entity)
+        closed: list[dict[str, object]] = []
+        if start is not None and w > start:
+            closed = self._take(entity)
+            start = None
+        self._start[entity] = w if start is None else start
+        self._buf.setdefault(entity, []).append(rec)
+        return closed
+
+    def _take(self, entity: str) -> list[dict[str, object]]:
+        self._start.pop(entity, None)
+        return self._buf.pop(entity, [])
+
+    def _take_all(self) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for e in list(self._buf):
+            out += self._take(e)
+        return out
+
+    def _commit_closed(self, closed: list[dict[str, object]], now: float) -> tuple[int, list[Alert]]:
+        if not closed:
+            return 0, []
+        con = self.store.con
+        con.begin()
+        try:
+            res = self._score(closed, datetime.fromtimestamp(min(now, time.time()), tz=UTC))
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        return res
+
+    def _score(self, closed: list[dict[str, object]], now: datetime) -> tuple[int, list[Alert]]:
+        """Score the windows of the closed records in one call of the batch code; record them."""
+        events = events_to_frame(closed)
+        alerts: list[Alert] = []
+        if self.model is not None:
+            name = f"window-{self.model.info.get('detector', 'model')}"
+            alerts, scored = detect(self.model, events, detector_name=name)
+            rows = pd.DataFrame(
+                {
+                    "entity": scored["entity"].astype(str),
+                    "window_start": scored["window_start"].astype("int64") / 1e9,
+                    "n_events": scored["n_events"].astype("int64"),
+                    "score": scored["score"].astype("float64"),
+                    "alarm": scored["alarm"].astype(bool),
+                }
+            )
+        else:
+            ws = np.floor(events["ts"].astype("int64").to_numpy() / 1e9 / self.window) * self.window
+            rows = (
+                pd.DataFrame({"entity": events["entity"].astype(str), "window_start": ws})
+                .groupby(["entity", "window_start"], as_index=False)
+                .size()
+                .rename(columns={"size": "n_events"})
+                .assign(score=np.nan, alarm=False)
+            )
+        rows = rows.assign(model=self.model_name or "", closed_at=now)
+        self.store.con.register("_batch_windows", rows)
+        try:
+            self.store.con.execute(
+                "INSERT OR IGNORE INTO stream_windows "
+                "SELECT entity, window_start, n_events, score, alarm, model, closed_at FROM _batch_windows"
+            )
+        finally:
+            self.store.con.unregister("_batch_windows")
+        if alerts:
+            self.store.add_alerts(alerts, dataset=DATASET, model=self.model_name or "")
+        self.metrics.inc("misuse_windows_scored_total", len(rows))
+        if self.model is not None:
+            self.metrics.inc("misuse_events_scored_total", len(closed))
+        return len(rows), alerts
+
+    def _dead_letters(self, dead: list[dict[str, Any]], origin: str) -> None:
+        total = self.store.con.execute("SELECT count(*) FROM dead_letters WHERE dataset = ?", [DATASET]).fetchone()
+        samples = [{**d, "source": f"{origin}:{d['source']}"} for d in dead]
+        self.store.add_dead_letters(DATASET, samples, int(total[0] if total else 0) + len(samples))

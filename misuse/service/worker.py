@@ -1,0 +1,301 @@
+"""The streaming worker: MQTT subscription and Zeek log tailing, feeding :class:`StreamProcessor`.
+
+MQTT: the worker connects with a fixed client id and a persistent session (``clean_session``
+false), subscribes to ``<prefix>/events/#`` with QoS 1 and acknowledges a message only after the
+batch holding it is committed to the store. A worker that dies mid-batch therefore loses nothing:
+the broker redelivers what was not acknowledged, and the store drops what it already holds by
+``event_id``. Alerts are published with QoS 1 on ``<prefix>/alerts/<entity>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from misuse.alerts.model import Alert
+from misuse.errors import MisuseError, ParseError
+from misuse.ingest.base import DeadLetter
+from misuse.ingest.zeek import ZeekReader
+from misuse.service.config import ServiceConfig
+from misuse.service.metrics import Metrics
+from misuse.service.stream import Parsed, StreamProcessor, parse_payload
+
+log = logging.getLogger("misuse.service.worker")
+
+
+@dataclass
+class _Msg:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received: float
+
+
+class MqttWorker:
+    """Subscribe to the events topic and process messages in committed batches.
+
+    Parameters
+    ----------
+    cfg:
+        Broker address, credentials, client id, topic prefix and batching settings.
+    processor:
+        Where events go.
+    metrics:
+        Connection gauge.
+    """
+
+    def __init__(self, cfg: ServiceConfig, processor: StreamProcessor, metrics: Metrics) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.cfg = cfg
+        self.processor = processor
+        self.metrics = metrics
+        self._queue: queue.Queue[_Msg] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connected = threading.Event()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=cfg.mqtt_client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        if cfg.mqtt_username:
+            self.client.username_pw_set(cfg.mqtt_username, cfg.mqtt_password or None)
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(1, 2)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # ----- paho callbacks (network thread) -------------------------------------------------
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("MQTT %s:%s refused the connection: %s", self.cfg.mqtt_host, self.cfg.mqtt_port, reason)
+            return
+        client.subscribe(self.cfg.events_topic, qos=1)
+        self.metrics.set("misuse_mqtt_connected", 1)
+        self.connected.set()
+        log.info(
+            "MQTT connected to %s:%s, session present=%s", self.cfg.mqtt_host, self.cfg.mqtt_port, flags.session_present
+        )
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.metrics.set("misuse_mqtt_connected", 0)
+        self.connected.clear()
+        log.warning("MQTT disconnected: %s", reason)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        self._queue.put(_Msg(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time()))
+
+    # ----- life cycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect (retrying in the background) and start the processing thread."""
+        self.client.connect_async(self.cfg.mqtt_host, self.cfg.mqtt_port, keepalive=30)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="misuse-mqtt-batches", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Process what was received, then disconnect."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish_alert(self, alert: Alert) -> None:
+        """Publish an alert (QoS 1) on its entity's alert topic."""
+        self.client.publish(self.cfg.alert_topic(alert.entity), alert.to_json(), qos=1)
+
+    # ----- batches ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        last_idle = 0.0
+        while not self._stop.is_set() or not self._queue.empty():
+            batch = self._drain()
+            if batch:
+                self._process(batch)
+            now = time.time()
+            if now - last_idle >= 1.0:
+                last_idle = now
+                try:
+                    self.processor.close_idle(now - self.cfg.idle_close)
+                except MisuseError as exc:
+                    log.error("closing idle windows failed: %s", exc)
+
+    def _drain(self) -> list[_Msg]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.cfg.batch_wait
+        while len(batch) < self.cfg.batch_max:
+            left = deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=max(left, 0)) if left > 0 else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _process(self, batch: list[_Msg]) -> None:
+        parsed = Parsed()
+        for m in batch:
+            parsed.extend(parse_payload(m.payload, m.topic, "mqtt", m.received))
+        try:
+            self.processor.ingest(parsed, "mqtt")
+        except Exception:
+            log.exception("batch of %d messages not committed; the broker will redeliver them", len(batch))
+            return
+        for m in batch:
+            if m.qos > 0:
+                self.client.ack(m.mid, m.qos)
+
+
+@dataclass
+class _Tail:
+    path: Path
+    offset: int = 0
+    lines: int = 0
+    inode: int = -1
+    header: list[bytes] = field(default_factory=list)
+
+
+class ZeekTailer:
+    """Follow Zeek logs as they grow (and across rotation), feeding new lines to the processor.
+
+    Each poll reads the complete new lines, parses them with :class:`misuse.ingest.zeek.ZeekReader`
+    behind the file's own ``#`` header, and hands the events over; ids are the ``uid`` for
+    ``conn`` and ``file:line`` otherwise, so re-reading a file after a restart adds nothing twice.
+    """
+
+    def __init__(self, paths: list[Path], ingest: Callable[[Parsed, str], Any], interval: float = 0.5) -> None:
+        self.tails = [_Tail(Path(p)) for p in paths]
+        self.ingest = ingest
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start polling in a background thread."""
+        self._thread = threading.Thread(target=self._run, name="misuse-zeek-tail", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for t in self.tails:
+                try:
+                    self.poll(t)
+                except Exception:
+                    log.exception("tailing %s failed", t.path)
+            self._stop.wait(self.interval)
+
+    def poll(self, t: _Tail) -> int:
+        """Read what was appended to one file since the last poll; returns the events handed over."""
+        try:
+            st = t.path.stat()
+        except FileNotFoundError:
+            return 0
+        if st.st_ino != t.inode or st.st_size < t.offset:
+            t.offset, t.lines, t.inode, t.header = 0, 0, st.st_ino, []
+        if st.st_size == t.offset:
+            return 0
+        with open(t.path, "rb") as fh:
+            fh.seek(t.offset)
+            data = fh.read(st.st_size - t.offset)
+        end = data.rfind(b"\n")
+        if end < 0:
+            return 0
+        chunk = data[: end + 1]
+        t.offset += len(chunk)
+        first_line = t.lines + 1
+        rows = chunk.split(b"\n")[:-1]
+        t.lines += len(rows)
+        body: list[bytes] = []
+        for r in rows:
+            if r.startswith(b"#"):
+                if r.startswith(
+                    (
+                        b"#separator",
+                        b"#set_separator",
+                        b"#empty_field",
+                        b"#unset_field",
+                        b"#path",
+                        b"#fields",
+                        b"#types",
+                    )
+                ):
+                    t.header = [h for h in t.header if h.split(maxsplit=1)[:1] != r.split(maxsplit=1)[:1]] + [r]
+            else:
+                body.append(r)
+        if not body:
+            return 0
+        parsed = self._parse(t, body, first_line)
+        self.ingest(parsed, "zeek")
+        return len(parsed.records)
+
+    def _parse(self, t: _Tail, body: list[bytes], first_line: int) -> Parsed:
+        name = t.path.name
+        where = f"{name}:{first_line}"
+        dead = DeadLetter()
+        frames: list[pd.DataFrame] = []
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / name
+            head = [] if body[0].lstrip().startswith(b"{") else t.header
+            p.write_bytes(b"\n".join(head + body) + b"\n")
+            try:
+                frames = list(ZeekReader().batches(p, dead=dead))
+            except ParseError as exc:
+                return Parsed(
+                    dead=[
+                        {
+                            "source": where,
+                            "line": first_line,
+                            "reason": exc.reason,
+                            "raw": b"\n".join(body)[:2000].decode(errors="replace"),
+                        }
+                    ]
+                )
+        out = Parsed(dead=[{**d, "source": name} for d in dead.samples])
+        offset = first_line - 1 - len(head)
+        now = time.time()
+        for frame in frames:
+            out.records += [_record(r, name, offset) for r in frame.to_dict("records")]
+            out.received += [now] * len(frame)
+        return out
+
+
+def _record(row: dict[str, Any], name: str, offset: int) -> dict[str, object]:
+    rec: dict[str, object] = {}
+    for k, v in row.items():
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
+            continue
+        rec[k] = v.timestamp() if isinstance(v, pd.Timestamp) else v
+    src = str(rec.get("source", ""))
+    line = int(src.rsplit(":", 1)[1]) + offset if ":" in src else 0
+    rec["source"] = f"{name}:{line}"
+    eid = str(rec.get("event_id", ""))
+    if ":" in eid:
+        rec["event_id"] = f"{eid.rsplit(':', 1)[0]}:{name}:{line}"
+    elif not eid:
+        rec["event_id"] = f"{name}:{line}"
+    return rec
