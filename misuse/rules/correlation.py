@@ -190,7 +190,7 @@ class CorrelationState:
         times = [h[0] for h in list(g.hits)[-need:]]
         gaps = [b - a for a, b in pairwise(times)]
         mean = sum(gaps) / len(gaps)
-        if mean <= 0:
+        if mean <= 0 or mean < self.corr.min_interval:
             return None
         sd = math.sqrt(sum((x - mean) ** 2 for x in gaps) / len(gaps))
         cv = sd / mean

@@ -31,6 +31,7 @@ from misuse.alerts.model import Alert
 from misuse.errors import SchemaError
 from misuse.events import Event, events_to_frame
 from misuse.rules.correlation import CorrelationState, Fired
+from misuse.rules.derive import Enricher
 from misuse.rules.detection import CompiledDetection, FrameView
 from misuse.rules.model import Correlation, Rule, RuleError
 from misuse.rules.sigma import FieldMap
@@ -88,6 +89,8 @@ class RuleEngine:
         Bounds of each correlation's state (groups, hits per group).
     evidence:
         Most event ids attached to one alert.
+    enricher:
+        Adds derived columns (:mod:`misuse.rules.derive`) to each batch before evaluation.
 
     Examples
     --------
@@ -119,8 +122,10 @@ class RuleEngine:
         max_groups: int = 100_000,
         max_hits: int = 10_000,
         evidence: int = 50,
+        enricher: Enricher | None = None,
     ) -> None:
         self.rules = list(rules)
+        self.enricher = enricher
         self.fields = fields or FieldMap()
         self.alert_window = float(alert_window)
         self.max_groups = max_groups
@@ -207,6 +212,8 @@ class RuleEngine:
 
     def reset(self) -> None:
         """Forget all windowed state and counters."""
+        if self.enricher is not None:
+            self.enricher = Enricher(self.enricher.max_keys)
         for node in self.nodes.values():
             if node.state is not None:
                 node.state.groups.clear()
@@ -240,6 +247,8 @@ class RuleEngine:
             frame = frame.iloc[order].reset_index(drop=True)
             ts = ts[order]
         self.stats.events += len(frame)
+        if self.enricher is not None:
+            frame = self.enricher.transform(frame)
         view = FrameView(frame, self.fields)
         ids = frame["event_id"].astype(str).to_numpy()
         alerts: list[Alert] = []

@@ -118,6 +118,8 @@ class Correlation:
         The field counted (value_count) or summed (value_sum).
     max_cv:
         ``periodic`` only: the largest coefficient of variation of the inter-event intervals.
+    min_interval:
+        ``periodic`` only: the smallest mean interval in seconds (floods are regular too).
     """
 
     type: str
@@ -127,6 +129,7 @@ class Correlation:
     condition: Mapping[str, float]
     value_field: str = ""
     max_cv: float = 0.2
+    min_interval: float = 0.0
     generate: bool = False
 
 
@@ -436,6 +439,7 @@ def _check_correlation(corr: Any, source: str, line: int | None) -> Correlation:
         condition=ops,
         value_field=value_field,
         max_cv=float(max_cv),
+        min_interval=float(corr.get("min_interval", 0.0)),
         generate=bool(corr.get("generate", False)),
     )
 
