@@ -147,3 +147,13 @@ def test_project_readers_read_back_the_same_events(
     cols = [c for c in mine.columns if c != "label" or key != "auth"]
     assert set(cols) <= set(got.columns)
     pd.testing.assert_frame_equal(got[cols], mine[cols], check_dtype=False)
+
+
+def test_format_sniffing_recognises_every_file(written: tuple[SimulatedSite, dict[str, Path]]) -> None:
+    _, paths = written
+    try:
+        from misuse.ingest.formats import sniff_format
+    except ImportError as exc:
+        pytest.skip(f"misuse.ingest.formats not importable yet: {exc}")
+    found = {key: sniff_format(paths[key]) for key in ("conn", "auth", "app")}
+    assert found == {"conn": "zeek", "auth": "authlog", "app": "events-jsonl"}
