@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from misuse.cli import data, demo, models
+from misuse.cli import data, demo, models, serve
 
 app = typer.Typer(
     name="misuse",
@@ -20,6 +20,8 @@ app.command("train")(models.train)
 app.command("detect")(models.detect)
 app.command("simulate")(demo.simulate)
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
+app.add_typer(serve.token_app, name="token")
 
 
 def main() -> None:
