@@ -1,0 +1,228 @@
+"""Every rule of the built-in pack, on data made here (real-data runs are in test_realdata.py)."""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import dpkt
+
+from misuse.events import Event
+from misuse.ingest.pcap import PcapReader
+from misuse.rules.derive import Enricher
+from misuse.rules.engine import RuleEngine
+from misuse.rules.model import Rule
+from misuse.rules.mqtt import annotate_mqtt
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _fired(pack: list[Rule], frame: Any, enrich: bool = False) -> Counter[str]:
+    by_id = {r.id: r.title for r in pack}
+    alerts = RuleEngine(pack, enricher=Enricher() if enrich else None).run(frame)
+    return Counter(by_id[a.detector.removeprefix("rule:")] for a in alerts)
+
+
+def test_every_pack_rule_is_documented_and_points_at_an_existing_test(pack: list[Rule]) -> None:
+    # prepare: the test functions defined in the files the rules name
+    tree_cache: dict[Path, set[str]] = {}
+    blocks = {ref for r in pack if r.correlation is not None for ref in r.correlation.rules}
+    for rule in pack:
+        # execute
+        tests = rule.raw.get("tests")
+        # assert: alerting rules say what they find, why, and where they are tested
+        assert rule.description, rule.title
+        if rule.name in blocks or rule.id in blocks:
+            continue  # building blocks counted by a correlation, not alerted alone
+        assert rule.references, rule.title
+        assert tests, rule.title
+        file, _, func = str(tests).partition("::")
+        path = REPO / file
+        if path not in tree_cache:
+            tree_cache[path] = {n.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.FunctionDef)}
+        assert func in tree_cache[path], f"{rule.title}: {tests} does not exist"
+
+
+def test_telnet_scan_across_hosts(pack: list[Rule], mk: Any) -> None:
+    # prepare: one bot tries telnet on 25 hosts within 25 s; a normal device on 3
+    events = [mk.flow(float(i), "10.0.0.9", f"203.0.113.{i}", 23, "S0") for i in range(25)]
+    events += [mk.flow(float(i), "10.0.0.2", f"198.51.100.{i}", 23, "S0") for i in range(3)]
+    # execute
+    fired = _fired(pack, mk.frame(events))
+    # assert
+    assert fired["Mirai/Bashlite-style telnet scanning across many hosts"] == 1
+
+
+def test_mirai_sequence_fingerprint(pack: list[Rule], mk: Any, tmp_path: Path) -> None:
+    # prepare: Mirai SYNs (seq == destination address) and ordinary SYNs with random seq
+    pkts = []
+    for i in range(30):
+        dst = f"203.0.113.{i + 1}"
+        seq = int.from_bytes(mk.ip_bytes(dst), "big")
+        pkts.append((float(i), mk.tcp_packet("10.0.0.9", dst, 40000 + i, 23, dpkt.tcp.TH_SYN, seq=seq)))
+    pkts += [
+        (40.0 + i, mk.tcp_packet("10.0.0.5", "198.51.100.7", 50000 + i, 23, dpkt.tcp.TH_SYN, seq=12345))
+        for i in range(5)
+    ]
+    frame = PcapReader().read(mk.write_pcap(tmp_path / "mirai.pcap", pkts))
+    # execute
+    alerts = RuleEngine(pack).run(frame)
+    # assert: the fingerprint names only the bot, and the scan correlation also fires
+    fp = [a for a in alerts if a.detector == "rule:c043c346-26ba-418f-a489-1b4344c9ddb9"]
+    assert {a.entity for a in fp} == {"10.0.0.9"}
+    assert sum(a.score for a in fp) == 30
+    assert any(a.misuse_type == "botnet" and "scanning across many hosts" in a.summary for a in alerts)
+
+
+def test_horizontal_scan(pack: list[Rule], mk: Any) -> None:
+    # prepare: 12 unanswered attempts on port 63798, different hosts, within a minute
+    events = [mk.flow(float(i), "10.0.0.9", f"203.0.113.{i}", 63798, "S0") for i in range(12)]
+    # execute
+    fired = _fired(pack, mk.frame(events))
+    # assert
+    assert fired["Horizontal port scan"] == 1
+
+
+def test_connection_flood(pack: list[Rule], mk: Any) -> None:
+    # prepare: 150 flows to one web server in 3 s, and a normal rate elsewhere
+    events = [mk.flow(i * 0.02, "10.0.0.9", "198.51.100.80", 80) for i in range(150)]
+    events += [mk.flow(i * 5.0, "10.0.0.3", "198.51.100.80", 80) for i in range(20)]
+    # execute
+    alerts = RuleEngine(pack).run(mk.frame(events))
+    # assert
+    flood = [a for a in alerts if "Connection flood" in a.summary]
+    assert [a.entity for a in flood] == ["10.0.0.9"]
+
+
+def test_beaconing_periodic_rare_peer(pack: list[Rule], mk: Any) -> None:
+    # prepare: a bot polls its C&C every 60 s (+-2 s); a person browses at random times
+    jitter = [0, 2, -1, 1, -2, 0, 1, -1, 2, 0]
+    events = [mk.flow(60.0 * i + jitter[i], "10.0.0.9", "185.244.25.235", 6667) for i in range(10)]
+    events += [mk.flow(t, "10.0.0.3", "93.184.216.34", 443) for t in (3, 10, 200, 215, 900, 905, 2000, 2600, 3000)]
+    # execute
+    alerts = RuleEngine(pack, enricher=Enricher()).run(mk.frame(events))
+    # assert
+    beacons = [a for a in alerts if "beaconing" in a.summary]
+    assert {a.entity for a in beacons} == {"10.0.0.9"}
+
+
+def test_bruteforce_then_success(pack: list[Rule], mk: Any) -> None:
+    # prepare: 12 failures for root from one address, then a success; a user who mistypes once
+    events = [mk.auth(float(i), "root", "203.0.113.5", "login.failed") for i in range(12)]
+    events.append(mk.auth(100.0, "root", "203.0.113.5", "login.success"))
+    events += [mk.auth(5.0, "alice", "10.0.0.4", "login.failed"), mk.auth(9.0, "alice", "10.0.0.4", "login.success")]
+    # execute
+    fired = _fired(pack, mk.frame(events))
+    # assert
+    assert fired["SSH/telnet brute force from one source"] == 1
+    assert fired["Successful login after brute force"] == 1
+    assert sum(fired.values()) == 2
+
+
+def test_credential_stuffing(pack: list[Rule], mk: Any) -> None:
+    # prepare: six accounts tried once each from one address
+    events = [mk.auth(float(i), user, "203.0.113.6", "login.failed") for i, user in enumerate("abcdef")]
+    # execute
+    fired = _fired(pack, mk.frame(events))
+    # assert
+    assert fired["Credential stuffing (many accounts from one source)"] == 1
+
+
+def _mqtt(body_type: int, body: bytes, flags: int = 0) -> bytes:
+    return bytes([(body_type << 4) | flags, len(body)]) + body
+
+
+def _connect(keepalive: int, name: bytes = b"MQTT", cflags: int = 2) -> bytes:
+    var = len(name).to_bytes(2, "big") + name + bytes([4, cflags]) + keepalive.to_bytes(2, "big")
+    return _mqtt(1, var + b"\x00\x02id")
+
+
+def test_mqtt_rules(pack: list[Rule], mk: Any, tmp_path: Path) -> None:
+    # prepare: refused CONNECTs, a PUBLISH flood, SlowITe CONNECTs and a malformed CONNECT
+    broker, pkts, t = "192.168.1.7", [], 0.0
+    for i in range(12):  # brute force: broker refuses with rc 5
+        pkts.append((t, mk.tcp_packet("10.16.0.9", broker, 40000 + i, 1883, 0x18, payload=_connect(60))))
+        pkts.append(
+            (t + 0.01, mk.tcp_packet(broker, "10.16.0.9", 1883, 40000 + i, 0x18, payload=_mqtt(2, b"\x00\x05")))
+        )
+        t += 1.0
+    for i in range(120):  # publish flood
+        pub = _mqtt(3, b"\x00\x03a/b" + b"x" * 100)
+        pkts.append((t + i * 0.01, mk.tcp_packet("10.16.0.8", broker, 41000, 1883, 0x18, payload=pub)))
+    for i in range(25):  # SlowITe
+        pkts.append((t + i * 0.1, mk.tcp_packet("10.16.0.7", broker, 42000 + i, 1883, 0x18, payload=_connect(65535))))
+    pkts.append((t + 5, mk.tcp_packet("10.16.0.6", broker, 43000, 1883, 0x18, payload=_connect(60, b"MQTX", 3))))
+    pkts.append((t + 6, mk.tcp_packet("192.168.0.5", broker, 44000, 1883, 0x18, payload=_connect(60))))  # benign
+    path = mk.write_pcap(tmp_path / "mqtt.pcap", pkts)
+    frame = annotate_mqtt(PcapReader().read(path), path)
+    # execute
+    alerts = RuleEngine(pack).run(frame)
+    # assert: each attack is named on its attacker, the benign client on nothing
+    got = {(a.summary.split(":")[0], a.entity) for a in alerts}
+    assert ("MQTT brute force", "10.16.0.9") in got
+    assert ("MQTT publish flood (rate)", "10.16.0.8") in got
+    assert ("MQTT SlowITe (many long keep-alive connections)", "10.16.0.7") in got
+    assert ("Malformed MQTT packet", "10.16.0.6") in got
+    assert all(a.entity != "192.168.0.5" for a in alerts)
+
+
+def test_dns_tunnelling(pack: list[Rule], mk: Any) -> None:
+    # prepare: 15 queries with 50-char random labels, and ordinary lookups
+    import random
+
+    rng = random.Random(7)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    events = [
+        Event(
+            ts=float(i),
+            entity="10.0.0.9",
+            peer="10.0.0.1",
+            kind="dns",
+            action="TXT",
+            cat={"query": "".join(rng.choice(alphabet) for _ in range(50)) + ".t.evil.example"},
+            event_id=f"d{i}",
+        )
+        for i in range(15)
+    ]
+    events += [
+        Event(
+            ts=float(i),
+            entity="10.0.0.3",
+            peer="10.0.0.1",
+            kind="dns",
+            action="A",
+            cat={"query": "www.example.com"},
+            event_id=f"n{i}",
+        )
+        for i in range(15)
+    ]
+    # execute
+    alerts = RuleEngine(pack, enricher=Enricher()).run(mk.frame(events))
+    # assert
+    tunnel = [a for a in alerts if a.summary.startswith("DNS tunnelling")]
+    assert [a.entity for a in tunnel] == ["10.0.0.9"]
+
+
+def test_exfiltration_new_peer(pack: list[Rule], mk: Any) -> None:
+    # prepare: a camera uploads ~20 kB per flow to its cloud, then 50 MB to a new address
+    events = [mk.flow(60.0 * i, "10.0.0.9", "198.51.100.10", 443, orig_bytes=20_000.0) for i in range(30)]
+    events.append(mk.flow(2000.0, "10.0.0.9", "203.0.113.66", 443, orig_bytes=50_000_000.0))
+    events.append(mk.flow(2100.0, "10.0.0.9", "198.51.100.10", 443, orig_bytes=2_000_000.0))  # known peer
+    # execute
+    fired = _fired(pack, mk.frame(events), enrich=True)
+    # assert
+    assert fired["Exfiltration to a new peer far above baseline"] == 1
+
+
+def test_new_listening_service(pack: list[Rule], mk: Any) -> None:
+    # prepare: a device serves 443 for two hours, then accepts a connection on 48101
+    events = [mk.flow(300.0 * i, "10.0.0.3", "10.0.0.9", 443, "SF") for i in range(25)]
+    events.append(mk.flow(8000.0, "10.0.0.4", "10.0.0.9", 48101, "SF"))
+    events.append(mk.flow(8100.0, "10.0.0.4", "10.0.0.9", 48102, "REJ"))  # refused: not a listener
+    # execute
+    alerts = RuleEngine(pack, enricher=Enricher()).run(mk.frame(events))
+    # assert
+    new = [a for a in alerts if a.summary.startswith("New listening service")]
+    assert len(new) == 1 and new[0].evidence == ["f8000.0-10.0.0.4-10.0.0.9-48101"]
