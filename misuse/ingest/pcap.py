@@ -6,8 +6,9 @@ One packet is one event:
 column             value
 =================  ==============================================================
 event_id, source   ``<file name>:<packet number>`` (1-based, Wireshark's frame number)
-entity             source IP address (source MAC when there is no IP, "" if neither)
-peer               destination IP address (or MAC)
+entity             source IP address (source MAC when there is no IP, "" if neither;
+                   ARP: the sender protocol address)
+peer               destination IP address (or MAC; ARP: the target protocol address)
 kind               ``packet``
 action             well-known service by port (``mqtt`` 1883/8883, ``telnet`` 23/2323,
                    ``ssh`` 22, ``http`` 80/8080, ``https`` 443, ``dns`` 53, ``ntp`` 123,
@@ -24,7 +25,8 @@ cat.src_mac, ...   ``src_mac``, ``dst_mac`` (``aa:bb:cc:dd:ee:ff``) and ``link``
                    (``ethernet``, ``sll``, ``sll2``, ``raw``, ``null``...)
 =================  ==============================================================
 
-Numeric fields that do not apply to a packet are NaN, categorical ones None. Link types read:
+Numeric fields that do not apply to a packet are NaN, categorical ones None. pcapng simple
+packet blocks carry no timestamp and get the one of the packet before them. Link types read:
 Ethernet (with 802.1Q/QinQ tags), Linux cooked v1/v2, raw IP, BSD loopback. Network layers:
 IPv4, IPv6 (fixed header only) and ARP; transport: TCP, UDP, ICMP/ICMPv6.
 
@@ -125,8 +127,7 @@ class PcapReader(Reader):
     def __init__(self, chunk_bytes: int = DEFAULT_CHUNK) -> None:
         if not isinstance(chunk_bytes, int) or chunk_bytes < 4096:
             raise InvalidParameterError(
-                "The 'chunk_bytes' parameter of PcapReader must be an int >= 4096. "
-                f"Got {chunk_bytes!r} instead."
+                f"The 'chunk_bytes' parameter of PcapReader must be an int >= 4096. Got {chunk_bytes!r} instead."
             )
         self.chunk_bytes = chunk_bytes
 
@@ -204,9 +205,7 @@ def _address_column(arr: PacketArrays, src: bool, v6_slots: np.ndarray, v6_names
 
 def _decoded(codes: np.ndarray, names: list[str]) -> pa.Array:
     """A plain Arrow string array from factor codes and their names."""
-    return pa.DictionaryArray.from_arrays(
-        pa.array(codes, pa.int32()), pa.array(names, pa.string())
-    ).dictionary_decode()
+    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(names, pa.string())).dictionary_decode()
 
 
 def _v6_table(arr: PacketArrays) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -226,9 +225,7 @@ def _v6_table(arr: PacketArrays) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def _mac_column(mac: np.ndarray, ok: np.ndarray) -> np.ndarray:
     codes, uniq = pd.factorize(np.where(ok, mac, -1))
-    names = np.array(
-        [None if m < 0 else s for m, s in zip(uniq, _mac_names(uniq), strict=True)], dtype=object
-    )
+    names = np.array([None if m < 0 else s for m, s in zip(uniq, _mac_names(uniq), strict=True)], dtype=object)
     return names[codes]
 
 

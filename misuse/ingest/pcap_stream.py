@@ -392,7 +392,8 @@ def _idb(body: bytes, order: str, at: int) -> tuple[int, int, int, int, int]:
         if code == 9 and length >= 1:
             mul, div = _tsresol(value[0])
         elif code == 14 and length >= 8:
-            off_ns = struct.unpack(order + "q", value[:8])[0] * 1_000_000_000
+            seconds = struct.unpack(order + "q", value[:8])[0]
+            off_ns = max(-(2**62), min(seconds * 1_000_000_000, 2**62))  # a corrupt offset must not overflow
         p += 4 + (length + 3) // 4 * 4
     return link, snap, mul, div, off_ns
 

@@ -190,6 +190,31 @@ def test_udp_icmp_and_non_ip(tmp_path: Path) -> None:
     assert nan(frame["num.ttl"][3]) and frame.entity[3] == "02:00:00:00:00:01"
 
 
+def test_ip_options_and_fragments(tmp_path: Path) -> None:
+    opts = bytearray(ipv4("10.0.0.1", "10.0.0.2", tcp(1, 22, payload=b"ab")))
+    opts[0] = 0x46  # header of 24 bytes: 4 option bytes (NOPs) before the TCP header
+    opts[20:20] = b"\x01\x01\x01\x01"
+    opts[2:4] = struct.pack("!H", len(opts))
+    frag = bytearray(ipv4("10.0.0.1", "10.0.0.2", tcp(1, 22, payload=b"abcdefgh")))
+    frag[6:8] = struct.pack("!H", 0x2000 | 3)  # a later fragment: its bytes are not a TCP header
+
+    frame, _ = read(write_pcap(tmp_path / "o.pcap", [ether(bytes(opts)), ether(bytes(frag))]))
+
+    assert frame["num.dst_port"][0] == 22 and frame["num.payload_len"][0] == 2
+    assert nan(frame["num.dst_port"][1]) and frame["num.payload_len"][1] == 28
+    assert frame.action.tolist() == ["ssh", "tcp"]
+
+
+def test_events_stream_form(tmp_path: Path) -> None:
+    path = write_pcap(tmp_path / "ev.pcap", [ether(ipv4(l4=tcp(dport=23)))] * 2)
+
+    events = list(PcapReader().events(path))
+
+    assert [e.event_id for e in events] == ["ev.pcap:1", "ev.pcap:2"]
+    assert events[0].action == "telnet" and events[0].num["dst_port"] == 23
+    assert "tcp_flags" in events[0].num and "icmp_type" not in events[0].num
+
+
 @pytest.mark.parametrize("tags", [(5,), (100, 200)], ids=["802.1Q", "QinQ"])
 def test_vlan(tmp_path: Path, tags: tuple[int, ...]) -> None:
     frame, _ = read(write_pcap(tmp_path / "v.pcap", [ether(ipv4(l4=tcp(dport=1883)), tags=tags)]))
