@@ -563,13 +563,14 @@ def test_property_record_with_arbitrary_lengths(caplen: int, wire: int, body: by
 # ---------------------------------------------------------------- real captures
 
 
-def dpkt_packets(path: Path) -> list[tuple[float, bytes]]:
+def dpkt_packets(path: Path) -> tuple[list[tuple[float, bytes]], int]:
+    """dpkt's reading of a capture: (timestamp, bytes) per packet, and the link type."""
     opener = lzma.open if path.suffix == ".xz" else open
     with opener(path, "rb") as fh:  # type: ignore[operator]
         head = fh.read(4)
         fh.seek(0)
         reader = dpkt.pcapng.Reader(fh) if head == b"\x0a\x0d\x0d\x0a" else dpkt.pcap.Reader(fh)
-        return list(reader)
+        return list(reader), reader.datalink()
 
 
 def dpkt_fields(buf: bytes, linktype: int) -> tuple[str, str, float, float]:
@@ -582,14 +583,6 @@ def dpkt_fields(buf: bytes, linktype: int) -> tuple[str, str, float, float]:
     l4 = ip.data
     ports = (float(l4.sport), float(l4.dport)) if isinstance(l4, dpkt.tcp.TCP | dpkt.udp.UDP) else (math.nan,) * 2
     return socket.inet_ntop(fam, ip.src), socket.inet_ntop(fam, ip.dst), *ports
-
-
-def real_files(root: Path) -> list[tuple[Path, int]]:
-    return [
-        (root / "mqttset" / "bruteforce.pcapng", 1),
-        (root / "mqttset" / "benign.pcap", 113),
-        *((p, 1) for p in sorted((root / "iot-on-demand" / "pcaps").glob("*.pcap"))[:2]),
-    ]
 
 
 @pytest.mark.realdata
@@ -606,16 +599,22 @@ def test_real_honeypot_count_matches_capinfos(shared_data: Path) -> None:
 
 
 @pytest.mark.realdata
-def test_real_captures_agree_with_dpkt(shared_data: Path) -> None:
-    for path, linktype in real_files(shared_data):
+@pytest.mark.parametrize(
+    "pattern",
+    ["mqttset/*.pcap*", "iot-on-demand/pcaps/*.pcap", "iot23/CTU-Honeypot-Capture-4-1/*.pcap.xz"],
+)
+def test_real_captures_agree_with_dpkt(shared_data: Path, pattern: str) -> None:
+    paths = sorted(shared_data.glob(pattern))
+    assert paths, f"no {pattern} under {shared_data}"
+    for path in paths:
         frame, dead = read(path)
-        ref = dpkt_packets(path)
+        ref, linktype = dpkt_packets(path)
 
         assert len(frame) == len(ref) and dead.count == 0, path
         assert np.allclose(frame.ts.astype("int64").to_numpy() / 1e9, [t for t, _ in ref], atol=1e-6), path
         assert frame["num.caplen"].tolist() == [float(len(b)) for _, b in ref], path
         rng = np.random.default_rng(0)
-        for i in rng.choice(len(ref), size=min(300, len(ref)), replace=False):
+        for i in rng.choice(len(ref), size=min(200, len(ref)), replace=False):
             src, dst, sport, dport = dpkt_fields(ref[i][1], linktype)
             row = frame.iloc[int(i)]
             if src:
