@@ -67,9 +67,7 @@ _RULES: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(rf"^[Ii]nvalid user {_USER_FROM} from {_IP}{_PORT}"), "login.invalid_user", ""),
     (re.compile(rf"^input_userauth_request: invalid user {_USER}"), "userauth.invalid_user", ""),
     (
-        re.compile(
-            r"^PAM (?P<n>\d+) more authentication failures?;.*?rhost=(?P<ip>\S*)(?:\s+user=(?P<user>\S+))?"
-        ),
+        re.compile(r"^PAM (?P<n>\d+) more authentication failures?;.*?rhost=(?P<ip>\S*)(?:\s+user=(?P<user>\S+))?"),
         "pam.auth_failure",
         "pam",
     ),
@@ -123,9 +121,7 @@ def _zone(tz: str) -> ZoneInfo | None:
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidParameterError(
-            f"The 'tz' parameter of AuthLogReader must be an IANA zone. Got {tz!r}."
-        ) from None
+        raise InvalidParameterError(f"The 'tz' parameter of AuthLogReader must be an IANA zone. Got {tz!r}.") from None
 
 
 class AuthLogReader(RecordReader):
@@ -153,9 +149,7 @@ class AuthLogReader(RecordReader):
 
     def __init__(self, year: int | None = None, tz: str = "UTC") -> None:
         if year is not None and not 1970 <= year <= 9999:
-            raise InvalidParameterError(
-                f"The 'year' parameter of AuthLogReader must be in 1970..9999. Got {year}."
-            )
+            raise InvalidParameterError(f"The 'year' parameter of AuthLogReader must be in 1970..9999. Got {year}.")
         self.year = year
         self.tz = tz
         self._zone = _zone(tz)
@@ -177,12 +171,8 @@ class AuthLogReader(RecordReader):
                         first_bad = first_bad or line[:60]
                         checked += 1
                         if checked >= _PROBE_LINES:
-                            raise ParseError(
-                                f"not a syslog auth log: first line is {first_bad!r}", source=str(path)
-                            )
-                    dead.add(
-                        str(path), n, "no syslog header (expected 'Mon dd hh:mm:ss host prog[pid]:')", line
-                    )
+                            raise ParseError(f"not a syslog auth log: first line is {first_bad!r}", source=str(path))
+                    dead.add(str(path), n, "no syslog header (expected 'Mon dd hh:mm:ss host prog[pid]:')", line)
                     continue
                 seen_header = True
                 if m["iso"]:
@@ -196,9 +186,7 @@ class AuthLogReader(RecordReader):
                         year += 1
                     last_month = month
                     try:
-                        stamp = datetime.strptime(
-                            f"{year} {month} {m['day']} {m['time']}", "%Y %m %d %H:%M:%S"
-                        )
+                        stamp = datetime.strptime(f"{year} {month} {m['day']} {m['time']}", "%Y %m %d %H:%M:%S")
                     except ValueError as exc:
                         dead.add(str(path), n, f"bad time stamp: {exc}", line)
                         continue

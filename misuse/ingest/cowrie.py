@@ -30,7 +30,7 @@ from typing import Any
 
 from misuse.errors import ParseError
 from misuse.ingest.base import DeadLetter, RecordReader, open_text
-from misuse.ingest.formats import read_guard
+from misuse.ingest.formats import read_guard, ts_ok
 
 _PREFIX = "cowrie."
 _PROBE_LINES = 20
@@ -38,14 +38,14 @@ _PROBE_LINES = 20
 
 def _ts(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        return float(value) if ts_ok(float(value)) else None
     if not isinstance(value, str):
         return None
     try:
         stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    if stamp.tzinfo is None:
+    if stamp.tzinfo is None or not ts_ok(stamp.timestamp()):
         return None
     return stamp.timestamp()
 

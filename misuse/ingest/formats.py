@@ -47,6 +47,8 @@ FORMATS: tuple[str, ...] = (
 )
 #: Errors a (compressed) file can raise while it is read; readers turn them into ParseError.
 READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, lzma.LZMAError, zlib.error)
+#: Largest |epoch seconds| a ``datetime64[ns]`` holds (years 1677..2262); readers set other times aside.
+TS_LIMIT = 9.2e9
 
 _PCAP_MAGIC = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
@@ -63,6 +65,11 @@ def read_guard(path: str | Path) -> Iterator[None]:
         raise
     except READ_ERRORS as exc:
         raise ParseError(f"cannot read file ({type(exc).__name__}: {exc})", source=str(path)) from None
+
+
+def ts_ok(ts: float | None) -> bool:
+    """True for an epoch-seconds time the event model can hold (finite, within :data:`TS_LIMIT`)."""
+    return ts is not None and -TS_LIMIT < ts < TS_LIMIT
 
 
 def _head(path: str | Path, size: int = 65_536) -> bytes:

@@ -23,7 +23,7 @@ import pandas as pd
 from misuse.errors import InvalidParameterError, ParseError
 from misuse.events import BENIGN, normalize_frame
 from misuse.ingest.base import DEFAULT_BATCH, DeadLetter, Reader, open_text
-from misuse.ingest.formats import read_guard
+from misuse.ingest.formats import read_guard, ts_ok
 
 SEA_TRAIN = 5_000
 SEA_BLOCK = 100
@@ -89,6 +89,10 @@ class SeaReader(Reader):
         if truth is not None and np.shape(truth) != SEA_SHAPE:
             raise InvalidParameterError(
                 f"The 'truth' parameter of SeaReader must have shape {SEA_SHAPE}. Got {np.shape(truth)}."
+            )
+        if not ts_ok(base) or not ts_ok(base + 1e9):
+            raise InvalidParameterError(
+                f"The 'base' parameter of SeaReader must be epoch seconds in range. Got {base}."
             )
         self.user = user
         self.base = base

@@ -54,7 +54,7 @@ import yaml
 from misuse.errors import ParseError, SchemaError
 from misuse.events import normalize_frame
 from misuse.ingest.base import DEFAULT_BATCH, DeadLetter, Reader, open_text
-from misuse.ingest.formats import read_guard
+from misuse.ingest.formats import TS_LIMIT, read_guard
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 _TOP_KEYS = frozenset(
@@ -512,7 +512,9 @@ class _Mapper:
         if self.num is None:
             self._resolve(raw)
         keep = np.ones(len(raw), dtype=bool)
-        ts = self._ts(raw, lines)
+        ts = np.array(self._ts(raw, lines), dtype="float64")
+        with np.errstate(invalid="ignore"):
+            ts[~(np.abs(ts) < TS_LIMIT)] = np.nan
         for i in np.flatnonzero(np.isnan(ts)):
             keep[i] = False
             dead.add(str(self.path), int(lines[i]), f"cannot read the time from {self._ts_text(raw, int(i))!r}", "")

@@ -44,7 +44,7 @@ import pyarrow.csv as pacsv
 from misuse.errors import ParseError
 from misuse.events import BENIGN, normalize_frame
 from misuse.ingest.base import DEFAULT_BATCH, DeadLetter, Reader, open_binary
-from misuse.ingest.formats import read_guard
+from misuse.ingest.formats import TS_LIMIT, read_guard, ts_ok
 
 NUMERIC_TYPES = frozenset({"time", "interval", "count", "int", "double", "port"})
 _BLOCK = 4 << 20
@@ -298,10 +298,15 @@ class ZeekReader(Reader):
             parts, ok = self._split_packed(table, hdr, lines, keep, p, dead)
             keep &= ok
         if "ts" in table.column_names:
-            unset = table.column("ts").is_null().to_numpy(zero_copy_only=False) & keep
-            for i in np.flatnonzero(unset):
-                dead.add(str(p), int(lines[i]), "field 'ts' is unset", "")
-            keep &= ~unset
+            ts = table.column("ts").to_numpy(zero_copy_only=False)
+            if ts.dtype == object:
+                ts = pd.to_numeric(pd.Series(ts, dtype=object), errors="coerce").to_numpy(dtype="float64")
+            with np.errstate(invalid="ignore"):
+                wrong = ~(np.abs(ts.astype("float64")) < TS_LIMIT) & keep
+            for i in np.flatnonzero(wrong):
+                reason = "field 'ts' is unset" if np.isnan(ts[i]) else f"field 'ts' is out of range: {ts[i]}"
+                dead.add(str(p), int(lines[i]), reason, "")
+            keep &= ~wrong
         if not keep.all():
             mask = pa.array(keep)
             table = table.filter(mask)
@@ -394,9 +399,12 @@ def _json_ts(value: object) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value) if np.isfinite(value) else None
+        return float(value) if ts_ok(float(value)) else None
     if isinstance(value, str):
-        stamp = pd.to_datetime(value, utc=True, errors="coerce")
+        try:
+            stamp = pd.to_datetime(value, utc=True, errors="coerce")
+        except (ValueError, OverflowError):
+            return None
         return None if pd.isna(stamp) else float(stamp.value) / 1e9
     return None
 

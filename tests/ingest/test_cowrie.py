@@ -85,13 +85,15 @@ def test_session_maps_to_events(tmp_path: Path) -> None:
 
 
 def test_bad_lines_are_dead_letters(tmp_path: Path) -> None:
-    lines = [json.dumps(SESSION[0]), "{not json", json.dumps({"eventid": "other"}), "[1, 2]", json.dumps(SESSION[2])]
+    far = {**SESSION[1], "timestamp": "9999-01-01T00:00:00Z"}
+    lines = [json.dumps(SESSION[0]), "{not json", json.dumps({"eventid": "other"}), "[1, 2]", json.dumps(far)]
+    lines.append(json.dumps(SESSION[2]))
     dead = DeadLetter()
 
     frame = CowrieReader().read(write(tmp_path, lines), dead=dead)
 
-    assert frame["source"].tolist() == ["cowrie.json:1", "cowrie.json:5"]
-    assert [s["line"] for s in dead.samples] == [2, 3, 4]
+    assert frame["source"].tolist() == ["cowrie.json:1", "cowrie.json:6"]
+    assert [s["line"] for s in dead.samples] == [2, 3, 4, 5]
 
 
 @pytest.mark.parametrize("content", [b"", b"\n \n", b'{"a": 1}\n' * 25, b"hello\n"])

@@ -158,6 +158,19 @@ def test_bad_lines_go_to_dead_letter_with_true_line_numbers(tmp_path: Path) -> N
     }
 
 
+def test_out_of_range_and_unset_times_are_dead_letters(tmp_path: Path) -> None:
+    lines = [*header(CONN_FIELDS, CONN_TYPES), conn_row(1e25, "A"), conn_row(2.0, "B"), "-" + conn_row(3.0, "C")[3:]]
+    dead = DeadLetter()
+
+    frame = ZeekReader().read(write(tmp_path / "conn.log", lines), dead=dead)
+
+    assert frame["event_id"].tolist() == ["B"]
+    assert [(s["line"], s["reason"].split(":")[0]) for s in dead.samples] == [
+        (9, "field 'ts' is out of range"),
+        (11, "field 'ts' is unset"),
+    ]
+
+
 def test_custom_separator_unset_and_empty_markers(tmp_path: Path) -> None:
     lines = [
         "#separator \\x2c",
