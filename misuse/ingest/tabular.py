@@ -343,7 +343,7 @@ class TabularReader(Reader):
                 if jsonl
                 else self._csv_batches(fh, first, batch_size, p, dead)
             )
-            mapper = _Mapper(self.mapping, p)
+            mapper = _Mapper(self.mapping, p, jsonl)
             for raw, lines in source:
                 frame = mapper.frame(raw, lines, dead)
                 rows += len(frame)
@@ -451,7 +451,7 @@ def _json_batches(
 class _Mapper:
     """Applies a mapping to raw string frames of one file."""
 
-    def __init__(self, mapping: ColumnMapping, path: Path) -> None:
+    def __init__(self, mapping: ColumnMapping, path: Path, jsonl: bool) -> None:
         self.m = mapping
         self.path = path
         name = path.name
@@ -462,7 +462,7 @@ class _Mapper:
             hit = re.search(mapping.file_pattern, path.name)
             if hit:
                 self.vars.update({k: v for k, v in hit.groupdict().items() if v is not None})
-        self.first_line = 2 if mapping.header and mapping.format != "jsonl" else 1
+        self.first_line = 2 if mapping.header and not jsonl else 1
         self.num: list[str] | None = None
         self.cat: list[str] = []
         self.strict: set[str] = set()

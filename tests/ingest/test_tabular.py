@@ -113,6 +113,16 @@ def test_epoch_and_jsonl(tmp_path: Path) -> None:
     ]
 
 
+def test_row_index_time_counts_from_the_first_record(tmp_path: Path) -> None:
+    csv_file = write(tmp_path / "a.csv", "k\nx\ny\n")
+    jsonl_file = write(tmp_path / "a.jsonl", '{"k": "x"}\n{"k": "y"}\n')
+    reader = TabularReader({"ts": {"row_index": True}, "entity": "k"})
+
+    seconds = [[t.timestamp() for t in reader.read(p)["ts"]] for p in (csv_file, jsonl_file)]
+
+    assert seconds == [[0.0, 1.0], [0.0, 1.0]]
+
+
 def test_bad_rows_are_dead_letters_with_file_lines(tmp_path: Path) -> None:
     p = write(tmp_path / "d.csv", "t,v\n2021-01-01,1\n2021-01-02,2,3\n\nnot-a-date,4\n2021-01-05,5\n")
     mapping = {"ts": {"column": "t", "format": "%Y-%m-%d"}, "entity": {"constant": "e"}, "num": ["v"]}
