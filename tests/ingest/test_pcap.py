@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from misuse.errors import InvalidParameterError, ParseError
-from misuse.events import normalize_frame
+from misuse.events import BASE_COLUMNS, normalize_frame
 from misuse.ingest.base import DeadLetter
 from misuse.ingest.pcap import PcapReader
 from misuse.ingest.pcap_stream import iter_packet_arrays
@@ -62,13 +62,8 @@ def ether(l3: bytes, etype: int = 0x0800, tags: tuple[int, ...] = ()) -> bytes:
 
 
 def arp(sender: str = "10.0.0.1", target: str = "10.0.0.9") -> bytes:
-    return (
-        struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
-        + MAC_A
-        + socket.inet_aton(sender)
-        + bytes(6)
-        + (socket.inet_aton(target))
-    )
+    head = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
+    return head + MAC_A + socket.inet_aton(sender) + bytes(6) + socket.inet_aton(target)
 
 
 def write_pcap(
@@ -465,6 +460,8 @@ def test_wrong_magic_and_empty(tmp_path: Path) -> None:
         PcapReader().read(tmp_path / "h.pcap")
 
     assert str(wrong.value) == f"{tmp_path / 'x.txt'}: not a pcap or pcapng file (magic 0x64617461)"
+    with pytest.raises(InvalidParameterError, match="chunk_bytes"):
+        PcapReader(chunk_bytes=10)
 
 
 @pytest.mark.parametrize("opener", [gzip.open, lzma.open, bz2.open], ids=["gz", "xz", "bz2"])
@@ -502,11 +499,6 @@ def test_gzip_cut_short_after_megabytes_keeps_the_packets_before(tmp_path: Path)
     assert "reading stopped" in dead.samples[0]["reason"]
 
 
-def test_bad_parameters() -> None:
-    with pytest.raises(InvalidParameterError, match="chunk_bytes"):
-        PcapReader(chunk_bytes=10)
-
-
 def _frames_or_parse_error(data: bytes) -> None:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "f.pcap"
@@ -518,16 +510,8 @@ def _frames_or_parse_error(data: bytes) -> None:
             assert str(exc).startswith(str(path))
             return
         for f in frames:
-            assert f.columns[:8].tolist() == [
-                "event_id",
-                "ts",
-                "entity",
-                "peer",
-                "kind",
-                "action",
-                "label",
-                "source",
-            ]
+            assert tuple(f.columns[:8]) == BASE_COLUMNS
+            pd.testing.assert_frame_equal(f, normalize_frame(f))
 
 
 CLASSIC_HEADERS = [
@@ -549,12 +533,7 @@ def test_property_valid_header_then_arbitrary_bytes(header: bytes, data: bytes) 
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.integers(0, 2**32 - 1),
-    st.integers(0, 2**32 - 1),
-    st.binary(max_size=120),
-    st.sampled_from([1, 113, 0]),
-)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.binary(max_size=120), st.sampled_from([0, 1]))
 def test_property_record_with_arbitrary_lengths(caplen: int, wire: int, body: bytes, linktype: int) -> None:
     header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype)
     _frames_or_parse_error(header + struct.pack("<IIII", TS, 0, caplen, wire) + body)
