@@ -49,15 +49,8 @@ def _u16(b: np.ndarray, p: int, be: bool) -> int:
 @njit(cache=True, inline="always")
 def _u32(b: np.ndarray, p: int, be: bool) -> int:
     if be:
-        return int(
-            (np.int64(b[p]) << 24)
-            | (np.int64(b[p + 1]) << 16)
-            | (np.int64(b[p + 2]) << 8)
-            | np.int64(b[p + 3])
-        )
-    return int(
-        (np.int64(b[p + 3]) << 24) | (np.int64(b[p + 2]) << 16) | (np.int64(b[p + 1]) << 8) | np.int64(b[p])
-    )
+        return int((np.int64(b[p]) << 24) | (np.int64(b[p + 1]) << 16) | (np.int64(b[p + 2]) << 8) | np.int64(b[p + 3]))
+    return int((np.int64(b[p + 3]) << 24) | (np.int64(b[p + 2]) << 16) | (np.int64(b[p + 1]) << 8) | np.int64(b[p]))
 
 
 @njit(cache=True, inline="always")
@@ -67,9 +60,7 @@ def _n16(b: np.ndarray, p: int) -> int:
 
 @njit(cache=True, inline="always")
 def _n32(b: np.ndarray, p: int) -> int:
-    return int(
-        (np.int64(b[p]) << 24) | (np.int64(b[p + 1]) << 16) | (np.int64(b[p + 2]) << 8) | np.int64(b[p + 3])
-    )
+    return int((np.int64(b[p]) << 24) | (np.int64(b[p + 1]) << 16) | (np.int64(b[p + 2]) << 8) | np.int64(b[p + 3]))
 
 
 @njit(cache=True, inline="always")
