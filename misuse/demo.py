@@ -77,9 +77,11 @@ def run_synthetic(
     files = write_site(site, out / "site")
     store = Store(out / "project")
     try:
-        formats = {"conn": "zeek", "auth": "authlog", "app": "events-jsonl"}
-        for i, (key, fmt) in enumerate(formats.items()):
-            ingest_files(store, [files[key]], "site", fmt=fmt, append=i > 0, tick=tick)
+        # syslog lines carry no year: tell the auth-log reader the simulated one
+        year = int(str(site.params.start)[:4])
+        formats = {"conn": ("zeek", {}), "auth": ("authlog", {"year": year}), "app": ("events-jsonl", {})}
+        for i, (key, (fmt, opts)) in enumerate(formats.items()):
+            ingest_files(store, [files[key]], "site", fmt=fmt, options=opts, append=i > 0, tick=tick)
         events = store.events("site")
         truth = pd.read_csv(files["truth"])
         split = pd.Timestamp(events["ts"].min()).normalize() + pd.Timedelta(days=days - 1)

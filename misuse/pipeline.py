@@ -25,6 +25,7 @@ from misuse.errors import InvalidParameterError, SchemaError
 from misuse.events import is_malicious_label
 from misuse.features.windows import (
     EntityBaseline,
+    KnownSets,
     display_value,
     evidence_mask,
     feature_columns,
@@ -42,18 +43,20 @@ class WindowModel:
     detector: Detector
     threshold: Threshold
     baseline: EntityBaseline
+    known: KnownSets
     window: float
     info: dict[str, Any]
 
     def features(self, events: pd.DataFrame) -> pd.DataFrame:
-        """Window features of ``events`` with the per-entity deviations."""
-        return self.baseline.transform(window_features(events, self.window))
+        """Window features of ``events`` with novelty and per-entity deviations."""
+        return self.baseline.transform(window_features(events, self.window, self.known))
 
     def save(self, folder: Path) -> Path:
         """Save to a folder (JSON + npz, no pickle)."""
         folder.mkdir(parents=True, exist_ok=True)
         self.detector.save(folder / "detector")
         self.baseline.to_json(folder / "baseline.json")
+        (folder / "known.json").write_text(json.dumps(self.known.to_dict()))
         meta = {"window": self.window, "threshold": self.threshold.to_dict(), "info": self.info}
         (folder / "model.json").write_text(json.dumps(meta, indent=2, default=str))
         return folder
@@ -68,6 +71,7 @@ class WindowModel:
             detector=load_detector(folder / "detector"),
             threshold=Threshold.from_dict(meta["threshold"]),
             baseline=EntityBaseline.from_json(folder / "baseline.json"),
+            known=KnownSets.from_dict(json.loads((folder / "known.json").read_text())),
             window=float(meta["window"]),
             info=meta["info"],
         )
@@ -106,9 +110,10 @@ def train(
         raise InvalidParameterError(
             f"The 'calibration_fraction' parameter must be in (0, 1). Got {calibration_fraction!r} instead."
         )
-    wins = window_features(events, window)
     if benign_only:
-        wins = wins[~wins["label"].map(is_malicious_label)]
+        events = events[~events["label"].map(is_malicious_label)]
+    known = KnownSets.learn(events)
+    wins = window_features(events, window, known)
     if len(wins) < 20:
         raise SchemaError(f"training needs at least 20 windows of {window:g}s, got {len(wins)}")
     baseline = EntityBaseline().fit(wins)
@@ -130,7 +135,7 @@ def train(
         "train_end": str(events["ts"].max()),
         "features": cols,
     }
-    return WindowModel(det, thr, baseline, window, info)
+    return WindowModel(det, thr, baseline, known, window, info)
 
 
 def score_windows(model: WindowModel, events: pd.DataFrame) -> pd.DataFrame:
@@ -171,25 +176,29 @@ def _alert(model: WindowModel, row: pd.Series, entity_events: pd.DataFrame, cols
     mask = evidence_mask(entity_events, row["entity"], row["window_start"], row["window_end"])
     window_events = entity_events[mask]
     own = model.baseline.medians_.get(str(row["entity"]), {})
+    population = dict(zip(model.detector.features_, model.detector.median_, strict=True))
     readable: list[dict[str, Any]] = []
     for c in contribs:
         base = c.feature[4:] if c.feature.startswith("dev:") else c.feature
-        if c.feature.startswith("dev:"):
-            typical = own.get(base, np.nan)
-            actual = row.get(base, np.nan)
-            basis = "this entity"
+        actual = float(row.get(base, c.actual))
+        if base in own:
+            typical, basis = own[base], "this entity"
+        elif base in population:
+            typical, basis = population[base], "all entities"
         else:
-            typical, actual, basis = c.typical, c.actual, "all entities"
+            typical, basis = c.typical, "all entities"
         readable.append(
             {
                 "feature": base,
                 "typical": display_value(base, float(typical)),
-                "actual": display_value(base, float(actual)),
+                "actual": display_value(base, actual),
                 "weight": round(c.weight, 4),
                 "baseline": basis,
             }
         )
-    mtype, reason = classify_window(window_events, [c.feature for c in contribs])
+    mtype, reason = classify_window(
+        window_events, [c.feature for c in contribs], own, model.known.peers.get(str(row["entity"]), set())
+    )
     score = float(row["score"])
     drivers = ", ".join(
         f"{r['feature']} {r['actual']:.3g} vs typical {r['typical']:.3g}"

@@ -6,7 +6,8 @@ The rules, in order (the first that matches wins):
    (ssh 22, telnet 23/2323, mqtt 1883) from the entity in the window.
 2. **botnet**: the entity contacts at least 10 distinct hosts with mostly failed connections, or
    mostly on telnet ports (Mirai-style scanning), or shows a flood: at least 100 events to at most 2 peers.
-3. **exfiltration**: bytes sent are among the top reasons and at least 80% of them went to one peer.
+3. **exfiltration**: the entity sent at least 1 MB and 10x its own typical bytes in a window, at least
+   80% of it to one peer it never contacted in training.
 4. **impersonation**: the entity is a person (command or auth events) and the time of day or the set
    of actions drove the score.
 5. otherwise **anomaly**: the window diverges from the baseline, cause not determined.
@@ -14,7 +15,7 @@ The rules, in order (the first that matches wins):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,12 @@ LOGIN_PORTS = (22.0, 23.0, 2323.0, 1883.0)
 LOGIN_ACTIONS = ("ssh", "telnet", "mqtt")
 
 
-def classify_window(events: pd.DataFrame, top_features: Sequence[str]) -> tuple[MisuseType, str]:
+def classify_window(
+    events: pd.DataFrame,
+    top_features: Sequence[str],
+    typical: Mapping[str, float] | None = None,
+    known_peers: Collection[str] | None = None,
+) -> tuple[MisuseType, str]:
     """Return the misuse type of a window and a one-sentence reason.
 
     Parameters
@@ -35,6 +41,10 @@ def classify_window(events: pd.DataFrame, top_features: Sequence[str]) -> tuple[
         The window's events (one entity).
     top_features:
         Names of the features that drove the score, most important first.
+    typical:
+        The entity's own typical window features (``sum:orig_bytes`` etc., as log1p), if known.
+    known_peers:
+        The peers the entity contacted in training, if known.
     """
     n = len(events)
     if n == 0:
@@ -64,13 +74,15 @@ def classify_window(events: pd.DataFrame, top_features: Sequence[str]) -> tuple[
     if n >= 100 and peers <= 2:
         return MisuseType.BOTNET, f"{n} events to {peers} host(s) in one window (flood)"
     top = list(top_features[:3])
-    if any("orig_bytes" in f or "orig_ip_bytes" in f for f in top) and "num.orig_bytes" in events.columns:
+    if "num.orig_bytes" in events.columns:
         by_peer = events.groupby("peer")["num.orig_bytes"].sum()
         total = float(by_peer.sum())
-        if total > 0 and float(by_peer.max()) / total >= 0.8:
+        usual = float(np.expm1((typical or {}).get("sum:orig_bytes", 0.0)))
+        new_peer = known_peers is None or str(by_peer.idxmax()) not in known_peers
+        if total >= max(1e6, 10 * usual) and float(by_peer.max()) / total >= 0.8 and new_peer:
             return (
                 MisuseType.EXFILTRATION,
-                f"{total:,.0f} bytes sent, {by_peer.max() / total:.0%} to {by_peer.idxmax()}",
+                f"{total:,.0f} bytes sent (typical {usual:,.0f}), {by_peer.max() / total:.0%} to {by_peer.idxmax()}",
             )
     kinds = set(events["kind"].astype(str))
     if kinds & {"command", "auth"} and any(f.startswith(("hour_", "actions", "dev:actions", "peers")) for f in top):

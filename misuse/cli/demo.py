@@ -14,19 +14,36 @@ from misuse.cli.common import JsonOpt, console, emit_json, handled, progress, ti
 def simulate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the site's files to.")] = Path("sim"),
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same files.")] = 7,
-    days: Annotated[int, typer.Option("--days", help="Days to simulate; attacks fall on the last one.")] = 4,
+    days: Annotated[int, typer.Option("--days", help="Days to simulate.")] = 4,
+    start: Annotated[str, typer.Option("--start", help="First day (UTC date).")] = "2026-03-02",
+    attack_day: Annotated[
+        int | None, typer.Option("--attack-day", help="0-based day of the attacks (default: the last).")
+    ] = None,
+    attacks: Annotated[
+        str | None,
+        typer.Option("--attacks", help="Comma-separated attacks (default: all); '' for a clean site."),
+    ] = None,
+    scale: Annotated[float, typer.Option("--scale", help="Traffic volume multiplier.")] = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a simulated IoT site (Zeek conn.log, auth.log, app events, ground truth) to a folder."""
     from misuse.simulate import simulate_site, write_site
 
     with handled():
-        files = write_site(simulate_site(seed=seed, days=days), out)
+        chosen = None if attacks is None else [a.strip() for a in attacks.split(",") if a.strip()]
+        site = simulate_site(seed=seed, days=days, start=start, attack_day=attack_day, attacks=chosen, scale=scale)
+        files = write_site(site, out)
         if as_json:
-            emit_json({k: str(v) for k, v in files.items()})
+            emit_json({"files": {k: str(v) for k, v in files.items()}, "truth": site.truth.to_dict("records")})
             return
         for k, v in files.items():
             console.print(f"{k:<8} {v}")
+        t = Table(title="injected incidents (ground truth)")
+        for col in ("attack_id", "type", "start", "end", "description"):
+            t.add_column(col, overflow="fold")
+        for r in site.truth.itertuples():
+            t.add_row(str(r.attack_id), str(r.type), str(r.start)[:19], str(r.end)[:19], str(r.description))
+        console.print(t)
 
 
 def _print_summary(d: dict[str, Any]) -> None:

@@ -58,8 +58,10 @@ class Detector(ABC):
     """
 
     _params: ClassVar[dict[str, Any]] = {}
-    #: buffer of learn_one rows before they are folded in (batch models refit on a bounded reservoir)
+    #: learn_one keeps at most this many past rows (batch models refit on them)
     _reservoir_size: ClassVar[int] = 20_000
+    #: learn_one hands rows to _learn_rows in batches of this size
+    _update_every: ClassVar[int] = 64
 
     def __init__(self, **params: Any) -> None:
         unknown = set(params) - set(self._params)
@@ -116,35 +118,54 @@ class Detector(ABC):
         std = np.nan_to_num(np.nanstd(np.where(np.isfinite(values), values, np.nan), axis=0))
         self.scale_ = np.where(spread > 0, spread / 1.349, np.where(std > 0, std, 1.0))
         self.n_seen_ = len(X)
-        self._reservoir: list[np.ndarray] = []
-        self._fit(self._fill(values))
+        filled = self._fill(values)
+        keep = np.random.default_rng(int(getattr(self, "seed", 0) or 0)).permutation(len(filled))
+        self._reservoir: list[np.ndarray] = list(filled[np.sort(keep[: self._reservoir_size])])
+        self._batch: list[np.ndarray] = []
+        self._next_refit = 2 * len(filled)
+        self._fit(filled)
         return self
 
     def learn_one(self, x: Mapping[str, float]) -> None:
         """Learn from one observation.
 
-        Batch-trained models keep a bounded reservoir and refit on it when it fills; the first
-        call with no prior batch buffers until there are enough rows to fit.
+        Before the first fit, observations are buffered until there are ``_min_rows()``. After it,
+        every observation joins a bounded uniform reservoir (reservoir sampling, seeded) and a
+        small batch; each full batch goes to :meth:`_learn_rows`, which online models override to
+        train incrementally and batch models leave as is: refit on the reservoir each time the
+        number of observations has doubled.
         """
         if not self.is_fitted:
             pending: list[dict[str, float]] = self.__dict__.setdefault("_pending", [])
             pending.append(dict(x))
             if len(pending) >= self._min_rows():
-                self.learn_many(pd.DataFrame(pending))
+                rows = pd.DataFrame(pending)
                 del self.__dict__["_pending"]
+                self.learn_many(rows)
             return
-        self._reservoir.append(self._row(x))
         self.n_seen_ += 1
-        if len(self._reservoir) >= self._reservoir_size // 10:
-            self._learn_rows(np.vstack(self._reservoir))
-            self._reservoir = []
+        row = self._row(x)
+        if len(self._reservoir) < self._reservoir_size:
+            self._reservoir.append(row)
+        else:
+            rng = np.random.default_rng([int(getattr(self, "seed", 0) or 0), self.n_seen_])
+            j = int(rng.integers(self.n_seen_))
+            if j < self._reservoir_size:
+                self._reservoir[j] = row
+        self._batch.append(row)
+        if len(self._batch) >= self._update_every:
+            self._learn_rows(np.vstack(self._batch))
+            self._batch = []
 
     def _min_rows(self) -> int:
         return 32
 
     def _learn_rows(self, rows: np.ndarray) -> None:
-        """Fold new rows into a fitted model. Default: refit on the rows plus a sample of the past."""
-        self._fit(rows)
+        """Fold a batch of new (aligned) rows into a fitted model. Default: refit on the reservoir
+        whenever the number of observations has doubled since the last fit."""
+        if self.n_seen_ >= self._next_refit:
+            self._fit(np.vstack(self._reservoir))
+            self._next_refit = 2 * self.n_seen_
 
     # ----- scoring -------------------------------------------------------------------------
     def score_many(self, X: pd.DataFrame) -> np.ndarray:
@@ -248,6 +269,8 @@ class Detector(ABC):
         det.median_ = np.asarray(arrays["_median"])
         det.scale_ = np.asarray(arrays["_scale"])
         det._reservoir = []
+        det._batch = []
+        det._next_refit = 2 * max(det.n_seen_, 1)
         det._set_state(arrays)
         return det
 

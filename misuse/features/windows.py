@@ -8,7 +8,11 @@ Features (absent inputs give NaN, which detectors fill with the typical value):
 
 - ``events``, ``peers``, ``actions``: log1p of the event count, distinct peers and distinct actions
 - ``dst_ports``: log1p of distinct destination ports (``num.dst_port``)
-- ``failed_frac``: share of failed events (rejected/unanswered connections, failed logins, errors)
+- ``failed_frac``: share of rejected or unanswered connections (Zeek ``conn_state``)
+- ``login_frac``: share of login attempts (auth events, ssh/telnet, ports 22/23/2323)
+- ``login_failures``: log1p of the failed logins (failed passwords, invalid users)
+- ``new_entity``, ``new_peer_frac``, ``new_action_frac``: novelty against what each entity did in
+  training (:class:`KnownSets`), when given
 - ``top_action_frac``: share of the most frequent action (a flood or a scan is one action repeated)
 - ``sum:<x>`` / ``max:<x>``: log1p of the sum and maximum of additive attributes (bytes, packets)
 - ``mean:<x>`` / ``max:<x>``: mean and maximum of other numeric attributes (durations, sensor values)
@@ -67,16 +71,86 @@ BASELINE_FEATURES = (
 META = ("entity", "window_start", "window_end", "n_events", "label")
 
 
-def _failed(frame: pd.DataFrame) -> np.ndarray:
-    failed = np.zeros(len(frame), dtype=bool)
-    if "cat.conn_state" in frame.columns:
-        failed |= frame["cat.conn_state"].isin(FAILED_CONN_STATES).to_numpy()
+LOGIN_PORTS = (22.0, 23.0, 2323.0)
+LOGIN_SERVICES = ("ssh", "telnet")
+
+
+def _flags(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per-event booleans: failed connection, login attempt, failed login."""
+    n = len(frame)
     action = frame["action"].astype(str)
-    failed |= action.str.endswith(".failed") | action.str.contains("invalid_user") | action.str.contains("error")
-    return failed.to_numpy() if hasattr(failed, "to_numpy") else np.asarray(failed)
+    conn_failed = np.zeros(n, dtype=bool)
+    if "cat.conn_state" in frame.columns:
+        conn_failed = frame["cat.conn_state"].isin(FAILED_CONN_STATES).to_numpy(dtype=bool)
+    login_failed = (
+        action.str.endswith("login.failed") | action.str.contains("invalid_user") | action.str.endswith("auth.failed")
+    ).to_numpy(dtype=bool)
+    login = (frame["kind"].astype(str) == "auth").to_numpy(dtype=bool) | action.isin(LOGIN_SERVICES).to_numpy(
+        dtype=bool
+    )
+    if "num.dst_port" in frame.columns:
+        login |= frame["num.dst_port"].isin(LOGIN_PORTS).to_numpy(dtype=bool)
+    return {"conn_failed": conn_failed, "login": login, "login_failed": login_failed}
 
 
-def window_features(events: pd.DataFrame, window: float = 60.0) -> pd.DataFrame:
+@dataclass
+class KnownSets:
+    """What each entity did in training: its peers and its actions (the most frequent, capped).
+
+    Passed to :func:`window_features` it adds novelty features: ``new_peer_frac`` and
+    ``new_action_frac`` (share of the window's events with a peer / action the entity never used),
+    and ``new_entity`` (1 when the entity was never seen).
+    """
+
+    peers: dict[str, set[str]] = field(default_factory=dict)
+    actions: dict[str, set[str]] = field(default_factory=dict)
+    cap: int = 256
+
+    @classmethod
+    def learn(cls, events: pd.DataFrame, cap: int = 256) -> KnownSets:
+        """Collect each entity's most frequent peers and actions."""
+        out = cls(cap=cap)
+        for col, target in (("peer", out.peers), ("action", out.actions)):
+            counts = events.groupby(["entity", col], sort=False).size().reset_index(name="n")
+            counts = counts.sort_values("n", ascending=False).groupby("entity", sort=False).head(cap)
+            for entity, grp in counts.groupby("entity", sort=False):
+                target[str(entity)] = set(map(str, grp[col]))
+        return out
+
+    def novelty(self, events: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Per-event booleans: unknown entity, peer never used by the entity, action never used."""
+        ent = events["entity"].astype(str).to_numpy()
+        peer = events["peer"].astype(str).to_numpy()
+        act = events["action"].astype(str).to_numpy()
+        empty: set[str] = set()
+        known_entity = np.fromiter((e in self.actions for e in ent), dtype=bool, count=len(ent))
+        new_peer = np.fromiter(
+            (p != "" and p not in self.peers.get(e, empty) for e, p in zip(ent, peer, strict=True)),
+            dtype=bool,
+            count=len(ent),
+        )
+        new_action = np.fromiter(
+            (a not in self.actions.get(e, empty) for e, a in zip(ent, act, strict=True)), dtype=bool, count=len(ent)
+        )
+        return {"new_entity": ~known_entity, "new_peer": new_peer, "new_action": new_action}
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            "cap": self.cap,
+            "peers": {k: sorted(v) for k, v in self.peers.items()},
+            "actions": {k: sorted(v) for k, v in self.actions.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> KnownSets:
+        """Rebuild from :meth:`to_dict`."""
+        peers = {k: set(v) for k, v in dict(d.get("peers", {})).items()}  # type: ignore[call-overload]
+        actions = {k: set(v) for k, v in dict(d.get("actions", {})).items()}  # type: ignore[call-overload]
+        return cls(peers=peers, actions=actions, cap=int(d.get("cap", 256)))  # type: ignore[call-overload]
+
+
+def window_features(events: pd.DataFrame, window: float = 60.0, known: KnownSets | None = None) -> pd.DataFrame:
     """Compute per-entity, per-window features of an event frame.
 
     Parameters
@@ -85,6 +159,8 @@ def window_features(events: pd.DataFrame, window: float = 60.0) -> pd.DataFrame:
         Frame in the event model (see :mod:`misuse.events`).
     window:
         Window length in seconds (> 0). Windows are aligned to multiples of it since the epoch.
+    known:
+        What each entity did in training; adds the novelty features when given.
 
     Returns
     -------
@@ -114,9 +190,13 @@ def window_features(events: pd.DataFrame, window: float = 60.0) -> pd.DataFrame:
             "w": wstart,
             "peer": events["peer"].to_numpy(),
             "action": events["action"].to_numpy(),
-            "failed": _failed(events).astype("float64"),
         }
     )
+    for name, flag in _flags(events).items():
+        df[name] = flag.astype("float64")
+    if known is not None:
+        for name, flag in known.novelty(events).items():
+            df[name] = flag.astype("float64")
     if "num.dst_port" in events.columns:
         df["dst_port"] = events["num.dst_port"].to_numpy()
     nums = [c for c in events.columns if c.startswith(NUM_PREFIX)]
@@ -130,7 +210,13 @@ def window_features(events: pd.DataFrame, window: float = 60.0) -> pd.DataFrame:
     out["peers"] = np.log1p(g["peer"].nunique())
     out["actions"] = np.log1p(g["action"].nunique())
     out["dst_ports"] = np.log1p(g["dst_port"].nunique()) if "dst_port" in df.columns else np.nan
-    out["failed_frac"] = g["failed"].mean()
+    out["failed_frac"] = g["conn_failed"].mean()
+    out["login_frac"] = g["login"].mean()
+    out["login_failures"] = np.log1p(g["login_failed"].sum())
+    if known is not None:
+        out["new_entity"] = g["new_entity"].max()
+        out["new_peer_frac"] = g["new_peer"].mean()
+        out["new_action_frac"] = g["new_action"].mean()
     top = df.groupby(["entity", "w", "action"], sort=False).size().groupby(level=[0, 1]).max()
     out["top_action_frac"] = top / out["n_events"]
     for c in additive:
@@ -183,10 +269,11 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
 
 @dataclass
 class EntityBaseline:
-    """Each entity's typical (median) value of a few base features in training.
+    """Each entity's typical (median) value of every feature in training.
 
-    :meth:`transform` adds ``dev:<feature>`` = value - the entity's own median; entities never seen in
-    training get NaN there (the detector then uses the population's typical value).
+    :meth:`transform` adds ``dev:<feature>`` = value - the entity's own median for the base
+    ``features``; entities never seen in training get NaN there (the detector then uses the
+    population's typical value). The medians of all features serve the explanations.
     """
 
     features: tuple[str, ...] = BASELINE_FEATURES
@@ -194,7 +281,7 @@ class EntityBaseline:
 
     def fit(self, windows: pd.DataFrame) -> EntityBaseline:
         """Learn the per-entity medians from training windows."""
-        cols = [f for f in self.features if f in windows.columns]
+        cols = [c for c in feature_columns(windows) if pd.api.types.is_numeric_dtype(windows[c])]
         med = windows.groupby("entity")[cols].median()
         self.medians_ = {str(e): {k: float(v) for k, v in row.items() if pd.notna(v)} for e, row in med.iterrows()}
         return self
@@ -235,10 +322,11 @@ class StreamingWindows:
     1
     """
 
-    def __init__(self, window: float = 60.0) -> None:
+    def __init__(self, window: float = 60.0, known: KnownSets | None = None) -> None:
         if window <= 0:
             raise InvalidParameterError(f"The 'window' parameter must be > 0 seconds. Got {window!r} instead.")
         self.window = window
+        self.known = known
         self._buf: dict[str, list[Event]] = defaultdict(list)
         self._start: dict[str, float] = {}
 
@@ -266,7 +354,7 @@ class StreamingWindows:
         self._start.pop(entity, None)
         if not events:
             return []
-        return window_features(events_to_frame(events), self.window).to_dict("records")  # type: ignore[return-value]
+        return window_features(events_to_frame(events), self.window, self.known).to_dict("records")  # type: ignore[return-value]
 
 
 def windows_of(events: Iterable[Event], window: float) -> pd.DataFrame:
@@ -280,7 +368,7 @@ def evidence_mask(events: pd.DataFrame, entity: str, start: pd.Timestamp, end: p
     return ((events["entity"] == entity) & (ts >= start) & (ts < end)).to_numpy()
 
 
-LOG_FEATURES = ("events", "peers", "actions", "dst_ports")
+LOG_FEATURES = ("events", "peers", "actions", "dst_ports", "login_failures")
 
 
 def display_value(feature: str, value: float) -> float:

@@ -33,7 +33,7 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
     return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
 
-@pytest.fixture(params=NAMES)
+@pytest.fixture(params=NAMES, scope="module")
 def fitted(request: pytest.FixtureRequest) -> tuple[Detector, pd.DataFrame, np.ndarray]:
     train, test, y = _data()
     det = make_detector(request.param, seed=3)
