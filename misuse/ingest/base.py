@@ -71,7 +71,10 @@ class _Decompressed(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         try:
-            data = self._inner.read(len(buffer))
+            # read1 returns what is decompressed so far and raises only at the cut, so the good
+            # data before a truncation is kept
+            read1 = getattr(self._inner, "read1", self._inner.read)
+            data = read1(len(buffer))
         except (EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
             raise ParseError(
                 f"compressed data is corrupt or truncated after {self._pos} bytes ({exc})",
