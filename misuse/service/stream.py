@@ -153,6 +153,8 @@ class StreamProcessor:
         self.window = default_window
         self._buf: dict[str, list[dict[str, object]]] = {}
         self._start: dict[str, float] = {}
+        self._watermark = -np.inf
+        self._last_arrival = 0.0
         with self.lock:
             for stmt in _DDL:
                 self.store.con.execute(stmt)
@@ -228,25 +230,33 @@ class StreamProcessor:
         self._announce(report.alerts)
         return report
 
-    def close_idle(self, now: float | None = None) -> IngestReport:
-        """Close windows whose end lies ``idle`` seconds in the past (silent entities)."""
+    def close_idle(self, grace: float, now: float | None = None) -> IngestReport:
+        """Close windows of silent entities.
+
+        A window closes once the stream's event time (the newest ``ts`` seen) is ``grace`` seconds
+        past its end -- so a backlog replayed after a restart closes windows by its own clock -- or,
+        when nothing arrived for ``grace`` seconds, once the wall clock is.
+        """
         now = time.time() if now is None else now
+        cutoff = self._watermark - grace
+        if now - self._last_arrival >= grace:
+            cutoff = max(cutoff, now - grace)
         report = IngestReport()
         with self.lock:
-            due = [e for e, s in self._start.items() if s + self.window <= now]
+            due = [e for e, s in self._start.items() if s + self.window <= cutoff]
             if not due:
                 return report
             closed: list[dict[str, object]] = []
             for e in due:
                 closed += self._take(e)
-            report.windows_scored, report.alerts = self._commit_closed(closed, now)
+            report.windows_scored, report.alerts = self._commit_closed(closed, min(now, time.time()))
             self.metrics.set("misuse_open_window_events", self.open_events())
         self._announce(report.alerts)
         return report
 
     def flush(self) -> IngestReport:
         """Close every open window now (shutdown of a finite stream, tests, benchmarks)."""
-        return self.close_idle(now=float("inf"))
+        return self.close_idle(0.0, now=float("inf"))
 
     # ----- internals ----------------------------------------------------------------------------
     def _announce(self, alerts: list[Alert]) -> None:
@@ -307,7 +317,10 @@ class StreamProcessor:
     def _add(self, rec: dict[str, object]) -> list[dict[str, object]]:
         """Buffer one record; return the records of the window it closed (same rule as StreamingWindows)."""
         entity = str(rec["entity"])
-        w = float(np.floor(float(rec["ts"]) / self.window) * self.window)  # type: ignore[arg-type]
+        ts = float(rec["ts"])  # type: ignore[arg-type]
+        self._watermark = max(self._watermark, ts)
+        self._last_arrival = time.time()
+        w = float(np.floor(ts / self.window) * self.window)
         start = self._start.get(entity)
         closed: list[dict[str, object]] = []
         if start is not None and w > start:
@@ -333,7 +346,7 @@ class StreamProcessor:
         con = self.store.con
         con.begin()
         try:
-            res = self._score(closed, datetime.fromtimestamp(min(now, time.time()), tz=UTC))
+            res = self._score(closed, datetime.fromtimestamp(now, tz=UTC))
             con.commit()
         except BaseException:
             con.rollback()
@@ -369,8 +382,11 @@ class StreamProcessor:
         self.store.con.register("_batch_windows", rows)
         try:
             self.store.con.execute(
-                "INSERT OR IGNORE INTO stream_windows "
-                "SELECT entity, window_start, n_events, score, alarm, model, closed_at FROM _batch_windows"
+                "INSERT INTO stream_windows "
+                "SELECT entity, window_start, n_events, score, alarm, model, closed_at FROM _batch_windows "
+                "ON CONFLICT (entity, window_start) DO UPDATE SET n_events = n_events + excluded.n_events, "
+                "score = greatest(score, excluded.score), alarm = alarm OR excluded.alarm, "
+                "closed_at = excluded.closed_at"
             )
         finally:
             self.store.con.unregister("_batch_windows")

@@ -132,7 +132,7 @@ class MqttWorker:
             if now - last_idle >= 1.0:
                 last_idle = now
                 try:
-                    self.processor.close_idle(now - self.cfg.idle_close)
+                    self.processor.close_idle(self.cfg.idle_close, now)
                 except MisuseError as exc:
                     log.error("closing idle windows failed: %s", exc)
 
