@@ -180,10 +180,11 @@ class ZeekReader(Reader):
                 continue
             if not hdr.fields:
                 raise ParseError(f"no #fields header before data: {part[:40]!r}", source=str(p), line=line_no)
-            frame = self._tsv_part(p, part, line_no, hdr, dead)
+            n_lines = part.count(b"\n") + (0 if part.endswith(b"\n") else 1)
+            frame = self._tsv_part(p, part, line_no, n_lines, hdr, dead)
             if frame is not None and len(frame):
                 yield frame
-            line_no += part.count(b"\n")
+            line_no += n_lines
             pos = end
 
     def _header_line(self, p: Path, raw: bytes, line_no: int, hdr: _Header) -> None:
@@ -219,7 +220,9 @@ class ZeekReader(Reader):
         elif key == "path":
             hdr.path = rest.strip()
 
-    def _tsv_part(self, p: Path, part: bytes, first_line: int, hdr: _Header, dead: DeadLetter) -> pd.DataFrame | None:
+    def _tsv_part(
+        self, p: Path, part: bytes, first_line: int, n_lines: int, hdr: _Header, dead: DeadLetter
+    ) -> pd.DataFrame | None:
         """Parse consecutive data lines (no header among them) into an event frame."""
         if b"\r" in part:  # CRLF endings lose their CR; pyarrow would split lines at a bare CR
             part = part.replace(b"\r\n", b"\n").replace(b"\r", b"\\x0d")
@@ -272,12 +275,13 @@ class ZeekReader(Reader):
             except pa.ArrowInvalid as exc:
                 raise ParseError(f"unreadable Zeek data: {exc}", source=str(p), line=first_line) from None
             slow = True
-        n_lines = part.count(b"\n") + (0 if part.endswith(b"\n") else 1)
-        skipped = np.array([b[0] for b in bad], dtype=np.int64)
+        parsed = np.ones(n_lines + 1, dtype=bool)
+        parsed[0] = False
         for number, reason, text in bad:
+            parsed[number] = False
             if reason:
                 dead.add(str(p), first_line + number - 1, reason, text)
-        rows = np.setdiff1d(np.arange(1, n_lines + 1, dtype=np.int64), skipped)
+        rows = np.flatnonzero(parsed)
         if len(rows) != table.num_rows:
             raise ParseError("could not align parsed rows with lines", source=str(p), line=first_line)
         lines = rows + (first_line - 1)
@@ -553,9 +557,9 @@ def to_events(raw: pa.Table, log: str, name: str, lines: np.ndarray) -> pd.DataF
     table = pa.table({**base, **{"num." + k: v for k, v in num.items()}})
     frame = table.to_pandas()
     frame["kind"] = kind
-    for k, v in cat.items():
-        frame["cat." + k] = _obj(v)
-    frame["label"] = _labels(raw)
+    objects = {"cat." + k: pd.Series(_obj(v), dtype=object, index=frame.index) for k, v in cat.items()}
+    objects["label"] = pd.Series(_labels(raw), dtype=object, index=frame.index)
+    frame = pd.concat([frame, pd.DataFrame(objects, index=frame.index)], axis=1)  # object columns stay object
     return normalize_frame(frame)
 
 
