@@ -480,7 +480,8 @@ def test_compressed_stream_cut_short(tmp_path: Path, opener: object) -> None:
         assert str(exc).startswith(str(packed))
     else:
         assert len(frame) < 300 and dead.count >= 1
-        assert frame["num.tcp_seq"].tolist() == list(range(len(frame)))
+        if len(frame):  # bzip2 decodes whole 900 kB blocks: half a file may yield no packet at all
+            assert frame["num.tcp_seq"].tolist() == list(range(len(frame)))
     with pytest.raises(ParseError, match=re.escape(str(tmp_path / "junk.gz"))):
         PcapReader().read(tmp_path / "junk.gz")
 
