@@ -43,10 +43,17 @@ PUBLISHED: list[dict[str, Any]] = [
     {"method": "Schonlau et al. 2001 methods (range)", "hits": "0.342-0.693", "false_alarms": "0.014-0.067"},
 ]
 DEFAULT_MODELS: tuple[str, ...] = ("naive_bayes", "markov", "ensemble")
+ENSEMBLE_MEMBERS: tuple[str, ...] = ("naive_bayes", "markov")
+ENSEMBLE_WEIGHTS: tuple[float, ...] = (0.25, 0.5, 0.75)  # naive Bayes' weight; Markov gets the rest
 MODEL_PARAMS: dict[str, dict[str, Any]] = {
     "naive_bayes": {"alpha": 0.01},
     "markov": {"order": 2, "lam": 0.6, "alpha": 0.01},
     "gru": {"epochs": 2, "hidden": 32, "embed": 16},
+}
+#: candidates the outsider proxy chooses from (training data only)
+GRID: dict[str, list[dict[str, Any]]] = {
+    "naive_bayes": [{"alpha": a} for a in (0.001, 0.01, 0.1, 1.0)],
+    "markov": [{"order": o, "lam": lam, "alpha": 0.01} for o in (2, 3) for lam in (0.3, 0.6, 0.9)],
 }
 
 
@@ -96,8 +103,10 @@ class SeaResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _fit(name: str, data: SeaData, keep: Callable[[int], list[np.ndarray]], seed: int) -> SequenceDetector:
-    det = make_sequence_detector(name, **MODEL_PARAMS.get(name, {}), seed=seed)
+def _fit(
+    name: str, params: dict[str, Any], data: SeaData, keep: Callable[[int], list[np.ndarray]], seed: int
+) -> SequenceDetector:
+    det = make_sequence_detector(name, **params, seed=seed)
     for u, user in enumerate(data.users):
         for run in keep(u):
             det.learn_many(user, list(run))
@@ -111,8 +120,11 @@ def _scores(det: SequenceDetector, user: str, blocks: np.ndarray) -> np.ndarray:
     return det.score_blocks(user, [list(b) for b in blocks])
 
 
-def heldout_scores(name: str, data: SeaData, folds: int = 5, seed: int = 0) -> np.ndarray:
+def heldout_scores(
+    name: str, data: SeaData, folds: int = 5, seed: int = 0, params: dict[str, Any] | None = None
+) -> np.ndarray:
     """Held-out scores of every user's training blocks, shape (50 blocks, users); training data only."""
+    params = MODEL_PARAMS.get(name, {}) if params is None else params
     n_blocks = SEA_TRAIN // SEA_BLOCK
     edges = np.linspace(0, n_blocks, folds + 1).astype(int)
     out = np.zeros((n_blocks, len(data.users)))
@@ -123,7 +135,7 @@ def heldout_scores(name: str, data: SeaData, folds: int = 5, seed: int = 0) -> n
             tr = data.train(u)
             return [p for p in (tr[:lo].ravel(), tr[hi:].ravel()) if p.size]
 
-        det = _fit(name, data, keep, seed)
+        det = _fit(name, params, data, keep, seed)
         for u, user in enumerate(data.users):
             out[lo:hi, u] = _scores(det, user, data.train(u)[lo:hi])
     return out
@@ -154,32 +166,113 @@ def normaliser(heldout: np.ndarray, kind: str = "max") -> tuple[np.ndarray, np.n
     return centre, np.where(scale > 1e-9, scale, 1.0)
 
 
-def proxy_selection(name: str, data: SeaData, folds: int = 5, seed: int = 0, per_user: int = 4) -> dict[str, float]:
-    """Training-only choice of the normaliser: the "outsider" proxy.
+@dataclass
+class Choice:
+    """A model family's training-only choice: parameters, normaliser and its proxy figure."""
 
-    The users are split in two halves (odd/even). A model of one half scores that half's held-out
-    training blocks (clean) and ``per_user`` random training blocks of every user of the other half
-    (outsiders the model never saw, as SEA's masqueraders are outside the 50). For each normaliser the
-    figure is the outsider hit rate at 1% false alarms on the held-out clean blocks, averaged over
-    both halves. No test block is touched.
-    """
+    name: str
+    params: dict[str, Any]
+    normaliser: str
+    proxy_hits: float
+    weights: list[float] | None = None  # ensembles: weight per member
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form for the report."""
+        return {
+            "params": self.params,
+            "normaliser": self.normaliser,
+            "proxy_hits_at_1%_fa": self.proxy_hits,
+            "weights": self.weights,
+        }
+
+
+def _proxy_runs(
+    name: str, params: dict[str, Any], data: SeaData, folds: int, seed: int, per_user: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(held-out clean, outsider) score matrices for each half of the users."""
     rng = np.random.default_rng(seed)
-    result: dict[str, list[float]] = {k: [] for k in NORMALISERS}
     idx = np.arange(len(data.users))
+    runs = []
     for half in (0, 1):
         inside, outside = idx[idx % 2 == half], idx[idx % 2 != half]
         sub = SeaData([data.users[i] for i in inside], [data.commands[i] for i in inside], data.truth[:, inside])
-        heldout = heldout_scores(name, sub, folds, seed)
-        det = _fit(name, sub, lambda u, sub=sub: [sub.train(u).ravel()], seed)  # type: ignore[misc, arg-type]
+        heldout = heldout_scores(name, sub, folds, seed, params)
+        det = _fit(name, params, sub, lambda u, sub=sub: [sub.train(u).ravel()], seed)  # type: ignore[misc, arg-type]
         n_train = SEA_TRAIN // SEA_BLOCK
         outsiders = np.array([data.train(v)[j] for v in outside for j in rng.choice(n_train, per_user, replace=False)])
         proxy = np.stack([_scores(det, user, outsiders) for user in sub.users], axis=1)
+        runs.append((heldout, proxy))
+    return runs
+
+
+def _normed(runs: list[tuple[np.ndarray, np.ndarray]], kind: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
+    for heldout, proxy in runs:
+        c, s = normaliser(heldout, kind)
+        out.append(((heldout - c) / s, (proxy - c) / s))
+    return out
+
+
+def _proxy_hits(normed: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    hits = []
+    for heldout, proxy in normed:
         y = np.r_[np.zeros(heldout.size), np.ones(proxy.size)]
-        for kind in NORMALISERS:
-            c, s = normaliser(heldout, kind)
-            both = np.r_[((heldout - c) / s).ravel(), ((proxy - c) / s).ravel()]
-            result[kind].append(tpr_at_fpr(y, both, 0.01))
-    return {k: float(np.mean(v)) for k, v in result.items()}
+        hits.append(tpr_at_fpr(y, np.r_[heldout.ravel(), proxy.ravel()], 0.01))
+    return float(np.mean(hits))
+
+
+def select(
+    data: SeaData,
+    families: Sequence[str],
+    folds: int = 5,
+    seed: int = 0,
+    per_user: int = 4,
+    tick: Callable[[str], None] | None = None,
+    grid: dict[str, list[dict[str, Any]]] | None = None,
+) -> dict[str, Choice]:
+    """Training-only choice of parameters and normaliser per model family: the "outsider" proxy.
+
+    The users are split in two halves (odd/even). A model of one half scores that half's held-out
+    training blocks (clean) and ``per_user`` random training blocks of every user of the other half
+    (outsiders the model never saw, as SEA's masqueraders are outside the 50). A candidate's figure is
+    the outsider hit rate at 1% false alarms on the held-out clean blocks, averaged over both halves;
+    the best candidate of :data:`GRID` (and normaliser) wins. The ensemble's member weights are chosen
+    the same way from the chosen members. No test block is touched.
+    """
+    choices: dict[str, Choice] = {}
+    normed_best: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for name in [f for f in families if f != "ensemble"]:
+        best: tuple[float, dict[str, Any], str, list[tuple[np.ndarray, np.ndarray]]] | None = None
+        for params in (GRID if grid is None else grid).get(name, [MODEL_PARAMS.get(name, {})]):
+            if tick:
+                tick(f"{name} {params}: outsider proxy")
+            runs = _proxy_runs(name, params, data, folds, seed, per_user)
+            for kind in NORMALISERS:
+                normed = _normed(runs, kind)
+                hits = _proxy_hits(normed)
+                if best is None or hits > best[0]:
+                    best = (hits, params, kind, normed)
+        assert best is not None
+        choices[name] = Choice(name, best[1], best[2], best[0])
+        normed_best[name] = best[3]
+    if "ensemble" in families:
+        members = [m for m in ENSEMBLE_MEMBERS if m in normed_best]
+        top: tuple[float, list[float]] | None = None
+        for w in ENSEMBLE_WEIGHTS:
+            weights = [w, 1 - w]
+            combo = [
+                (
+                    np.sum([wi * normed_best[m][h][0] for wi, m in zip(weights, members, strict=True)], axis=0),
+                    np.sum([wi * normed_best[m][h][1] for wi, m in zip(weights, members, strict=True)], axis=0),
+                )
+                for h in (0, 1)
+            ]
+            hits = _proxy_hits(combo)
+            if top is None or hits > top[0]:
+                top = (hits, weights)
+        assert top is not None
+        choices["ensemble"] = Choice("ensemble", {"members": members}, "members", top[0], top[1])
+    return choices
 
 
 def run_sea(
@@ -190,43 +283,49 @@ def run_sea(
     update: bool = True,
     seed: int = 0,
     tick: Callable[[str], None] | None = None,
+    grid: dict[str, list[dict[str, Any]]] | None = None,
 ) -> list[SeaResult]:
-    """Run the protocol for each model; returns one :class:`SeaResult` per model."""
+    """Run the protocol for each model; returns one :class:`SeaResult` per model.
+
+    ``grid`` replaces :data:`GRID`, the candidates the outsider proxy chooses from.
+    """
     if not 0 < target_fa < 0.5:
         raise InvalidParameterError(f"target_fa must be in (0, 0.5). Got {target_fa} instead.")
-    members = [m for m in models if m != "ensemble"]
+    unknown = set(models) - {*MODEL_PARAMS, "ensemble"}
+    if unknown:
+        raise InvalidParameterError(
+            f"unknown SEA model(s) {sorted(unknown)}; known: {sorted({*MODEL_PARAMS, 'ensemble'})}"
+        )
+    families = list(models)
     if "ensemble" in models:
-        members = list(dict.fromkeys([*members, "naive_bayes", "markov"]))
+        families = list(dict.fromkeys([*ENSEMBLE_MEMBERS, *families]))
+    choices = select(data, families, folds, seed, tick=tick, grid=grid)
     norm: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    chosen: dict[str, dict[str, Any]] = {}
-    for name in members:
+    for name in [f for f in families if f != "ensemble"]:
+        ch = choices[name]
         if tick:
-            tick(f"{name}: choosing the normaliser on the outsider proxy")
-        proxy = proxy_selection(name, data, folds, seed)
-        kind = max(NORMALISERS, key=lambda k: proxy[k])
-        chosen[name] = {"normaliser": kind, "proxy_hits_at_1%_fa": proxy}
-        if tick:
-            tick(f"{name}: held-out training scores (normaliser {kind})")
-        ho = heldout_scores(name, data, folds, seed)
-        c, s = normaliser(ho, kind)
+            tick(f"{name}: held-out training scores, all users")
+        ho = heldout_scores(name, data, folds, seed, ch.params)
+        c, s = normaliser(ho, ch.normaliser)
         norm[name] = (c, s, (ho - c) / s)
     results = []
     for name in models:
-        group = [name] if name != "ensemble" else [m for m in members if m in ("naive_bayes", "markov")]
-        pooled = np.mean([norm[m][2] for m in group], axis=0)
-        thr = float(np.quantile(pooled.ravel(), 1 - target_fa))
+        group = [name] if name != "ensemble" else list(ENSEMBLE_MEMBERS)
+        weights = choices[name].weights if name == "ensemble" else [1.0]
+        assert weights is not None
+        pooled = sum(w * norm[m][2] for w, m in zip(weights, group, strict=True))
+        thr = float(np.quantile(np.asarray(pooled).ravel(), 1 - target_fa))
         if tick:
             tick(f"{name}: scoring test blocks")
-        dets = [_fit(m, data, lambda u: [data.train(u).ravel()], seed) for m in group]
+        dets = [_fit(m, choices[m].params, data, lambda u: [data.train(u).ravel()], seed) for m in group]
         scores = np.zeros((SEA_SHAPE[0], len(data.users)))
         alarms = np.zeros_like(scores, dtype=bool)
         for u, user in enumerate(data.users):
             for b, block in enumerate(data.test(u)):
-                parts = [
-                    (_scores(d, user, block[None, :])[0] - norm[m][0][u]) / norm[m][1][u]
-                    for d, m in zip(dets, group, strict=True)
-                ]
-                score = float(np.mean(parts))
+                score = sum(
+                    w * (_scores(d, user, block[None, :])[0] - norm[m][0][u]) / norm[m][1][u]
+                    for w, d, m in zip(weights, dets, group, strict=True)
+                )
                 scores[b, u] = score
                 alarms[b, u] = score > thr
                 if update and not alarms[b, u]:
@@ -236,7 +335,7 @@ def run_sea(
     for r in results:
         r.metrics = sea_metrics(data.truth, r.scores, r.alarms)
         r.metrics.update(threshold=r.threshold, target_fa=target_fa, folds=folds, updating=update)
-        r.metrics["selection"] = {m: chosen[m] for m in chosen if m == r.model or r.model == "ensemble"}
+        r.metrics["selection"] = {m: choices[m].to_dict() for m in choices if m == r.model or r.model == "ensemble"}
     return results
 
 

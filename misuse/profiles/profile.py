@@ -74,7 +74,7 @@ class EntityProfile:
         top = self.footprint.actions.top(5)
         if top:
             parts = ", ".join(f"{a} ({s:.0%})" for a, s in top)
-            lines.append(f"Mostly does {parts}; {self.footprint.actions.distinct_seen} distinct actions seen.")
+            lines.append(f"Mostly does {parts}; {self._distinct()} distinct actions seen.")
         peers = self.footprint.peers.top(3)
         if peers:
             lines.append("Talks mostly to " + ", ".join(f"{p} ({s:.0%})" for p, s in peers) + ".")
@@ -90,6 +90,8 @@ class EntityProfile:
             )
             gap = self.temporal.gaps.quantile(0.5)
             sess = self.temporal.sessions.quantile(0.5)
+            if not self.temporal.sessions.count:
+                sess = float(self.temporal.session_events)
             lines.append(
                 f"Median gap between events {gap:,.1f} s; typical session {sess:,.0f} events; "
                 f"{self.temporal.rate_per_active_hour():,.1f} events per active hour-slot per week."
@@ -98,6 +100,12 @@ class EntityProfile:
             q = sk.quantiles((0.01, 0.5, 0.99))
             lines.append(f"{name}: median {q[0.5]:,.4g}, 1%-99% range {q[0.01]:,.4g} to {q[0.99]:,.4g}.")
         return lines
+
+    def _distinct(self) -> str:
+        counts = self.footprint.actions
+        if counts.distinct_seen > len(counts.counts):
+            return f"more than {counts.capacity}"
+        return str(counts.distinct_seen)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form for JSON."""

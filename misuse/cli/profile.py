@@ -1,0 +1,191 @@
+"""``misuse profile build|show`` and ``misuse eval sea``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from misuse.cli.common import DEFAULT_PROJECT, JsonOpt, ProjectOpt, console, emit_json, err_console, handled, open_store
+from misuse.errors import InvalidParameterError, StoreError
+from misuse.profiles.profile import EntityProfile, ProfileBook
+from misuse.profiles.temporal import WEEKDAYS
+
+profile_app = typer.Typer(help="Per-entity behavioural profiles: build them, show one.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluations on public benchmarks.", no_args_is_help=True)
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="Stored dataset the profiles describe.")]
+_SHADES = " ░▒▓█"
+
+
+@profile_app.command("build")
+def build(dataset: DatasetOpt = "default", project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False) -> None:
+    """Learn one profile per entity from a stored dataset and save them in the store."""
+    with handled():
+        store = open_store(project)
+        book = ProfileBook()
+        for part in store.iter_events(dataset, columns=None):
+            book.learn(part)
+        if not len(book):
+            raise StoreError(f"{store.root}: dataset {dataset!r} has no events (known: {store.dataset_names()})")
+        n = book.save(store, dataset)
+        if as_json:
+            emit_json({"dataset": dataset, "profiles": n})
+            return
+        console.print(f"saved [bold]{n:,}[/] profiles of dataset '{dataset}'")
+
+
+def _heatmap(p: EntityProfile) -> Text:
+    grid = p.temporal.grid
+    top = float(grid.max()) or 1.0
+    text = Text("      " + "".join(f"{h:<3d}" if h % 3 == 0 else "" for h in range(24)) + "\n")
+    for d, name in enumerate(WEEKDAYS):
+        text.append(f"{name}   ")
+        for h in range(24):
+            level = int(np.ceil(grid[d, h] / top * (len(_SHADES) - 1)))
+            text.append(_SHADES[level], style="cyan")
+        text.append("\n")
+    return text
+
+
+def _bars(items: list[tuple[str, float]], width: int = 30) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    top = max((s for _, s in items), default=1.0) or 1.0
+    for name, share in items:
+        table.add_row(name, Text("█" * max(1, round(share / top * width)), style="green"), f"{share:.1%}")
+    return table
+
+
+def _numeric(p: EntityProfile) -> Table:
+    table = Table("attribute", "p01", "p25", "median", "p75", "p99", "n")
+    for name, sk in sorted(p.numeric.items()):
+        q = sk.quantiles()
+        table.add_row(name, *(f"{q[k]:,.4g}" for k in (0.01, 0.25, 0.5, 0.75, 0.99)), f"{int(sk.count):,}")
+    return table
+
+
+@profile_app.command("show")
+def show(
+    entity: Annotated[str, typer.Argument(help="Device or user whose baseline to explain.")],
+    dataset: DatasetOpt = "default",
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Explain an entity's baseline in words, with an hour x weekday heatmap, top actions and quantiles.
+
+    Uses the stored profiles (``misuse profile build``); without them, learns from the stored events.
+    """
+    with handled():
+        store = open_store(project)
+        try:
+            book = ProfileBook.load(store, dataset, entity)
+        except StoreError:
+            frame = store.events(dataset)
+            frame = frame[frame["entity"].astype(str) == entity]
+            if frame.empty:
+                known = sorted(store.events(dataset, columns=["ts", "entity"])["entity"].astype(str).unique())[:10]
+                raise StoreError(f"dataset {dataset!r} has no events of entity {entity!r} (e.g. {known})") from None
+            book = ProfileBook().learn(frame)
+        p = book[entity]
+        if as_json:
+            emit_json({"description": p.describe(), "profile": p.to_dict()})
+            return
+        for line in p.describe():
+            console.print(line, highlight=False)
+        console.print("\n[bold]Activity by weekday and hour (UTC)[/]")
+        console.print(_heatmap(p))
+        console.print("[bold]Top actions[/]")
+        console.print(_bars(p.footprint.actions.top(10)))
+        if p.numeric:
+            console.print("[bold]Numeric attributes[/]")
+            console.print(_numeric(p))
+
+
+def _default_sea() -> Path:
+    root = Path(os.environ.get("MISUSE_DATA_DIR", Path.cwd().parent / "shared" / "data"))
+    return root / "sea-masquerade"
+
+
+@eval_app.command("sea")
+def sea(
+    path: Annotated[Path | None, typer.Option("--path", help="SEA folder (users/, masquerade_summary.txt).")] = None,
+    models: Annotated[str, typer.Option("--models", help="Comma-separated: naive_bayes, markov, gru, ensemble.")] = (
+        "naive_bayes,markov,ensemble"
+    ),
+    target_fa: Annotated[float, typer.Option("--target-fa", help="False-alarm rate the threshold aims at.")] = 0.01,
+    users: Annotated[int, typer.Option("--users", help="Evaluate only the first N users (quick runs).")] = 50,
+    no_update: Annotated[bool, typer.Option("--no-update", help="Do not fold unflagged blocks in.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """The SEA masquerade protocol: thresholds from training data only, figures beside the published ones."""
+    from misuse.eval.sea import PUBLISHED, load_sea, run_sea
+
+    with handled():
+        root = path or _default_sea()
+        if not (root / "masquerade_summary.txt").exists():
+            raise InvalidParameterError(f"{root}: not a SEA folder (masquerade_summary.txt missing); pass --path")
+        data = load_sea(root, n_users=users)
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        tick = None if as_json else (lambda msg: err_console.print(f"[dim]{msg}[/]"))
+        results = run_sea(data, names, target_fa=target_fa, update=not no_update, seed=seed, tick=tick)
+        if as_json:
+            emit_json({"results": {r.model: r.metrics for r in results}, "published": PUBLISHED})
+            return
+        _print_sea(results, PUBLISHED, target_fa, not no_update)
+
+
+def _print_sea(results: list[Any], published: list[dict[str, Any]], target_fa: float, update: bool) -> None:
+    m0 = results[0].metrics
+    console.print(
+        f"SEA: {len(results[0].scores[0])} users, {m0['masquerade_blocks']} masquerade and "
+        f"{m0['clean_blocks']:,} clean test blocks of 100 commands; train = first 5,000 commands per user."
+    )
+    console.print(
+        "Thresholds from training data only: per-user scores normalised by 5-fold held-out training blocks, "
+        f"alarm above the pooled {1 - target_fa:.0%} quantile of them; parameters and normaliser chosen on "
+        "an outsider proxy (half the users' training blocks against models of the other half). "
+        + ("Unflagged test blocks are folded into the profile (updating)." if update else "No updating.")
+    )
+    table = Table("model", "hits", "false alarms", "ROC-AUC", "hits@1% FA", "hits@1.3% FA", "hits@3% FA")
+    for r in results:
+        m = r.metrics
+        table.add_row(
+            r.model,
+            f"{m['hit_rate']:.1%} ({m['hits']}/{m['masquerade_blocks']})",
+            f"{m['false_alarm_rate']:.2%} ({m['false_alarms']}/{m['clean_blocks']})",
+            f"{m['roc_auc']:.3f}",
+            f"{m['hits_at_0.01_fa']:.1%}",
+            f"{m['hits_at_0.013_fa']:.1%}",
+            f"{m['hits_at_0.03_fa']:.1%}",
+        )
+    for p in published:
+        hits, fa = p["hits"], p["false_alarms"]
+        table.add_row(
+            f"[dim]{p['method']}[/]",
+            f"[dim]{hits:.1%}[/]" if isinstance(hits, float) else f"[dim]{hits}[/]",
+            f"[dim]{fa:.1%}[/]" if isinstance(fa, float) else f"[dim]{fa}[/]",
+            "",
+            "",
+            "",
+            "",
+        )
+    console.print(table)
+    console.print("hits / false alarms = operating point of the training-set threshold; the hits@x% columns and")
+    console.print("ROC points read the pooled test ROC (ranking figures, not operating points).")
+    roc = Table("model", *[f"FA {g:.1%}" for g, _ in results[0].metrics["roc_points"]])
+    for r in results:
+        roc.add_row(r.model, *[f"{t:.1%}" for _, t in r.metrics["roc_points"]])
+    console.print(roc)
+    for r in results:
+        for name, ch in r.metrics["selection"].items():
+            if name == r.model:
+                console.print(
+                    f"{name}: params {ch['params']}, normaliser {ch['normaliser']}, weights {ch['weights']}, "
+                    f"outsider-proxy hits at 1% FA {ch['proxy_hits_at_1%_fa']:.1%}",
+                    highlight=False,
+                )
