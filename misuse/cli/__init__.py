@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from misuse.cli import data, demo, models, serve
+from misuse.cli import data, demo, models, profile, serve
 
 app = typer.Typer(
     name="misuse",
@@ -22,6 +22,8 @@ app.command("simulate")(demo.simulate)
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
 app.add_typer(serve.token_app, name="token")
+app.add_typer(profile.profile_app, name="profile")
+app.add_typer(profile.eval_app, name="eval")
 
 
 def main() -> None:
