@@ -34,7 +34,7 @@ from misuse.rules.correlation import CorrelationState, Fired
 from misuse.rules.derive import Enricher
 from misuse.rules.detection import CompiledDetection, FrameView
 from misuse.rules.model import Correlation, Rule, RuleError
-from misuse.rules.sigma import FieldMap
+from misuse.rules.sigma import VIRTUAL, FieldMap
 
 SEVERITY = {"informational": "low", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
 
@@ -68,6 +68,25 @@ def _ts_seconds(frame: pd.DataFrame) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(ts):
         return ts.to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
     return ts.to_numpy(dtype="float64")
+
+
+class _Ids:
+    """Event ids of a batch, turned into strings only for the rows an alert cites."""
+
+    def __init__(self, column: pd.Series) -> None:
+        self.column = column
+
+    def take(self, rows: np.ndarray) -> list[str]:
+        return [str(x) for x in self.column.iloc[rows].tolist()]
+
+
+def _plain(value: object) -> object:
+    """A JSON-friendly scalar (None for missing)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _when(ts: float) -> datetime:
@@ -231,8 +250,22 @@ class RuleEngine:
         return self.process(frame)
 
     def process_one(self, event: Event | Mapping[str, object]) -> list[Alert]:
-        """Evaluate one event (a one-row frame through the same code as batches)."""
-        return self.process(events_to_frame([event]))
+        """Evaluate one event (a one-row frame through the same code as batches).
+
+        The one-row frame is built directly (``ts`` as epoch seconds) rather than through
+        :func:`~misuse.events.normalize_frame`, which costs more than the rules themselves.
+        """
+        rec = event.to_record() if isinstance(event, Event) else dict(event)
+        if "ts" not in rec or "entity" not in rec:
+            return self.process(events_to_frame([event]))  # raises the SchemaError
+        ts = rec["ts"]
+        if not isinstance(ts, int | float):
+            ts = pd.Timestamp(ts).timestamp()  # type: ignore[arg-type]
+        rec["ts"] = float(ts)
+        rec.setdefault("event_id", f"e{self.stats.events}")
+        for col in ("peer", "kind", "action"):
+            rec.setdefault(col, "")
+        return self.process(pd.DataFrame({k: [v] for k, v in rec.items()}))
 
     def process(self, frame: pd.DataFrame) -> list[Alert]:
         """Evaluate one micro-batch, keeping windowed state for the next."""
@@ -250,7 +283,7 @@ class RuleEngine:
         if self.enricher is not None:
             frame = self.enricher.transform(frame)
         view = FrameView(frame, self.fields)
-        ids = frame["event_id"].astype(str).to_numpy()
+        ids = _Ids(frame["event_id"])
         alerts: list[Alert] = []
         hits: dict[str, np.ndarray] = {}
         for key, node in self.nodes.items():
@@ -297,7 +330,7 @@ class RuleEngine:
         hits: dict[str, np.ndarray],
         fired_rows: dict[str, list[tuple[float, dict[str, str], Fired]]],
         ts: np.ndarray,
-        ids: np.ndarray,
+        ids: _Ids,
     ) -> list[tuple[float, dict[str, str], Fired]]:
         state = node.state
         assert state is not None
@@ -323,10 +356,11 @@ class RuleEngine:
                 else:
                     values = [None] * len(idx)
                 keys = list(zip(*groups, strict=True)) if groups else [()] * len(idx)
+                eids = ids.take(idx)
                 for j, i in enumerate(idx.tolist()):
                     v = values[j]
                     feed.append(
-                        (float(ts[i]), rule_idx, keys[j], float(v) if isinstance(v, np.floating) else v, str(ids[i]))
+                        (float(ts[i]), rule_idx, keys[j], float(v) if isinstance(v, np.floating) else v, eids[j])
                     )
             else:
                 for when, group, fired in fired_rows.get(ref, []):
@@ -342,33 +376,44 @@ class RuleEngine:
         return out
 
     def _detection_alerts(
-        self, node: _Node, view: FrameView, idx: np.ndarray, ts: np.ndarray, ids: np.ndarray
+        self, node: _Node, view: FrameView, idx: np.ndarray, ts: np.ndarray, ids: _Ids
     ) -> list[Alert]:
         rule = node.rule
         assert node.compiled is not None
         ent_codes, ent_names = view.factorized("entity")
         bucket = np.floor(ts[idx] / self.alert_window).astype(np.int64)
-        frame = pd.DataFrame({"e": ent_codes[idx], "b": bucket, "i": idx})
+        ents = ent_codes[idx]
+        order = np.lexsort((idx, bucket, ents))
+        s_idx, s_b, s_e = idx[order], bucket[order], ents[order]
+        cut = np.flatnonzero((np.diff(s_b) != 0) | (np.diff(s_e) != 0)) + 1
+        starts = np.concatenate(([0], cut))
+        ends = np.concatenate((cut, [len(s_idx)]))
         fields = [(f, view.resolve(f, rule.logsource)) for f in node.compiled.fields()]
+        fields = [(f, c) for f, c in fields if c is not None]
+        firsts = s_idx[starts]
+        first_vals: list[list[object]] = []
+        for _, col in fields:
+            assert col is not None
+            if col in VIRTUAL:
+                first_vals.append(view.fields.virtual(col, view.frame.iloc[firsts]).tolist())
+            else:
+                first_vals.append(view.frame[col].iloc[firsts].tolist())
+        eids = ids.take(s_idx)
         alerts = []
         newest = int(bucket.max())
-        for (e, b), rows in frame.groupby(["e", "b"], sort=False)["i"]:
+        for g, (lo, hi) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+            e, b = int(s_e[lo]), int(s_b[lo])
             entity = ent_names[e] if e >= 0 else ""
-            k = (rule.id, entity, int(b))
+            k = (rule.id, entity, b)
             if k in self._emitted:
-                self.stats.suppressed += len(rows)
+                self.stats.suppressed += hi - lo
                 continue
             self._emitted[k] = None
-            rows_arr = rows.to_numpy()
-            first = int(rows_arr[0])
-            contributions: list[dict[str, Any]] = []
-            for name, col in fields:
-                if col is None:
-                    continue
-                codes, uniq = view.factorized(col)
-                c = codes[first]
-                actual = uniq[c] if c >= 0 else None
-                contributions.append({"feature": name, "typical": None, "actual": actual, "weight": 1.0 / len(fields)})
+            rows_arr = s_idx[lo:hi]
+            contributions: list[dict[str, Any]] = [
+                {"feature": name, "typical": None, "actual": _plain(vals[g]), "weight": 1.0 / len(fields)}
+                for (name, _), vals in zip(fields, first_vals, strict=True)
+            ]
             contributions.append({"feature": "hits", "typical": 0, "actual": len(rows_arr), "weight": 0.0})
             alerts.append(
                 Alert(
@@ -382,7 +427,7 @@ class RuleEngine:
                     detector=f"rule:{rule.id}",
                     summary=f"{rule.title}: {len(rows_arr)} matching event(s) for {entity or '(no entity)'}",
                     contributions=contributions,
-                    evidence=[str(x) for x in ids[rows_arr[: self.evidence]]],
+                    evidence=eids[lo : min(hi, lo + self.evidence)],
                 )
             )
         while self._emitted and next(iter(self._emitted))[2] < newest - 1 and len(self._emitted) > 10_000:
