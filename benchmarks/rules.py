@@ -247,9 +247,8 @@ def throughput(n: int, singles: int) -> None:
     )
     rows = frame.iloc[:singles].to_dict("records")
     single = RuleEngine(simple)
-    print(
-        f"single events (process_one):       {_rate(lambda: [single.process_one(r) for r in rows], singles, 1):>12,.0f} events/s"
-    )
+    rate = _rate(lambda: [single.process_one(r) for r in rows], singles, 1)
+    print(f"single events (process_one):       {rate:>12,.0f} events/s")
 
 
 def main() -> None:
