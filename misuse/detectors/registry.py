@@ -15,6 +15,7 @@ from misuse.errors import InvalidParameterError, SchemaError
 # name -> "module:Class"; the single list of registered detectors (the conformance suite runs over it)
 _DETECTORS: dict[str, str] = {
     "iforest": "misuse.detectors.iforest:IsolationForest",
+    "robustz": "misuse.detectors.robustz:RobustZ",
     "kitnet": "misuse.detectors.kitnet:KitNET",
     "autoencoder": "misuse.detectors.autoencoder:DeepAutoencoder",
     "kmeans": "misuse.detectors.wrapped:KMeansDistance",

@@ -84,6 +84,8 @@ def incident_metrics(alerts: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any
         alert), ``type_accuracy`` (detected incidents whose first alert has the right type family),
         per-incident rows with the detection delay, and alert counts by type.
     """
+    if alerts.empty:
+        alerts = pd.DataFrame(columns=["entity", "window_start", "window_end", "misuse_type"])
     truth = truth.copy()
     truth["start"] = pd.to_datetime(truth["start"], utc=True)
     truth["end"] = pd.to_datetime(truth["end"], utc=True)
