@@ -7,7 +7,7 @@ PIP    := $(BIN)/pip --disable-pip-version-check
 # takes the local CPU build instead of a multi-GB CUDA one.
 TORCH  := torch==2.13.0
 # Debian packages the tests drive for real (broker, browser, firmware images)
-SYSTEM_PACKAGES :=
+SYSTEM_PACKAGES := mosquitto chromium chromium-driver
 
 .PHONY: demo test bench lint unit venv-core venv-dev system-deps clean
 
