@@ -1,0 +1,1 @@
+"""Is this device the device it claims to be: device-type fingerprints from traffic, and their drift."""
