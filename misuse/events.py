@@ -51,6 +51,8 @@ BASE_COLUMNS: tuple[str, ...] = (
 NUM_PREFIX = "num."
 CAT_PREFIX = "cat."
 BENIGN = "benign"
+#: Largest |epoch seconds| a ``datetime64[ns]`` holds (years 1677..2262); readers set other times aside.
+TS_LIMIT = 9.2e9
 
 
 @dataclass(slots=True)
@@ -122,6 +124,11 @@ class Event:
         for k, c in self.cat.items():
             row[CAT_PREFIX + k] = c
         return row
+
+
+def ts_ok(ts: float | None) -> bool:
+    """True for an epoch-seconds time the event model can hold (finite, within :data:`TS_LIMIT`)."""
+    return ts is not None and -TS_LIMIT < ts < TS_LIMIT
 
 
 def is_malicious_label(label: object) -> bool:

@@ -32,8 +32,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from misuse.errors import InvalidParameterError, ParseError
-from misuse.ingest.base import DeadLetter, RecordReader, open_text
-from misuse.ingest.formats import read_guard
+from misuse.ingest.base import DeadLetter, RecordReader, open_text, read_guard
 
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES, start=1)}

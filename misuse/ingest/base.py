@@ -17,6 +17,7 @@ import lzma
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +28,8 @@ from misuse.errors import ParseError
 from misuse.events import Event, events_to_frame, frame_to_events
 
 DEFAULT_BATCH = 65_536
+#: Errors a (compressed) file can raise while it is read; readers turn them into ParseError.
+READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, lzma.LZMAError, zlib.error)
 _MAGIC = {
     b"\x1f\x8b": gzip.open,
     b"\xfd7zXZ\x00": lzma.open,
@@ -88,6 +91,17 @@ class _Decompressed(io.RawIOBase):
     def close(self) -> None:
         self._inner.close()
         super().close()
+
+
+@contextmanager
+def read_guard(path: str | Path) -> Iterator[None]:
+    """Turn errors from reading a corrupt or truncated (compressed) file into a ParseError."""
+    try:
+        yield
+    except ParseError:
+        raise
+    except READ_ERRORS as exc:
+        raise ParseError(f"cannot read file ({type(exc).__name__}: {exc})", source=str(path)) from None
 
 
 def open_text(path: str | Path) -> IO[str]:

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from misuse.errors import ParseError
-from misuse.ingest.base import DeadLetter, RecordReader, open_text
-from misuse.ingest.formats import read_guard, ts_ok
+from misuse.events import ts_ok
+from misuse.ingest.base import DeadLetter, RecordReader, open_text, read_guard
 
 _PREFIX = "cowrie."
 _PROBE_LINES = 20

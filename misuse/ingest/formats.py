@@ -22,16 +22,12 @@ format                recognised by
 from __future__ import annotations
 
 import json
-import lzma
 import re
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from misuse.errors import ParseError
-from misuse.ingest.base import Reader, open_binary
+from misuse.ingest.base import Reader, open_binary, read_guard
 
 FORMATS: tuple[str, ...] = (
     "pcap",
@@ -45,31 +41,11 @@ FORMATS: tuple[str, ...] = (
     "jsonl",
     "events-jsonl",
 )
-#: Errors a (compressed) file can raise while it is read; readers turn them into ParseError.
-READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, lzma.LZMAError, zlib.error)
-#: Largest |epoch seconds| a ``datetime64[ns]`` holds (years 1677..2262); readers set other times aside.
-TS_LIMIT = 9.2e9
 
 _PCAP_MAGIC = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 _SYSLOG = re.compile(r"^[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \S+ [^:\s]+(\[\d+\])?:")
 _COMMAND = re.compile(r"^[\w.+\-]{1,64}$")
-
-
-@contextmanager
-def read_guard(path: str | Path) -> Iterator[None]:
-    """Turn errors from reading a corrupt or truncated (compressed) file into a ParseError."""
-    try:
-        yield
-    except ParseError:
-        raise
-    except READ_ERRORS as exc:
-        raise ParseError(f"cannot read file ({type(exc).__name__}: {exc})", source=str(path)) from None
-
-
-def ts_ok(ts: float | None) -> bool:
-    """True for an epoch-seconds time the event model can hold (finite, within :data:`TS_LIMIT`)."""
-    return ts is not None and -TS_LIMIT < ts < TS_LIMIT
 
 
 def _head(path: str | Path, size: int = 65_536) -> bytes:

@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 
 from misuse.errors import InvalidParameterError, ParseError
-from misuse.events import BENIGN, normalize_frame
-from misuse.ingest.base import DEFAULT_BATCH, DeadLetter, Reader, open_text
-from misuse.ingest.formats import read_guard, ts_ok
+from misuse.events import BENIGN, normalize_frame, ts_ok
+from misuse.ingest.base import DEFAULT_BATCH, DeadLetter, Reader, open_text, read_guard
 
 SEA_TRAIN = 5_000
 SEA_BLOCK = 100

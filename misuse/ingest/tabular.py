@@ -52,9 +52,8 @@ import pyarrow.csv as pacsv
 import yaml
 
 from misuse.errors import ParseError, SchemaError
-from misuse.events import normalize_frame
-from misuse.ingest.base import DEFAULT_BATCH, DeadLetter, Reader, open_text
-from misuse.ingest.formats import TS_LIMIT, read_guard
+from misuse.events import TS_LIMIT, normalize_frame
+from misuse.ingest.base import DEFAULT_BATCH, DeadLetter, Reader, open_text, read_guard
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 _TOP_KEYS = frozenset(

@@ -42,9 +42,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from misuse.errors import ParseError
-from misuse.events import BENIGN, normalize_frame
-from misuse.ingest.base import DEFAULT_BATCH, DeadLetter, Reader, open_binary
-from misuse.ingest.formats import TS_LIMIT, read_guard, ts_ok
+from misuse.events import BENIGN, TS_LIMIT, normalize_frame, ts_ok
+from misuse.ingest.base import DEFAULT_BATCH, DeadLetter, Reader, open_binary, read_guard
 
 NUMERIC_TYPES = frozenset({"time", "interval", "count", "int", "double", "port"})
 _BLOCK = 4 << 20
