@@ -1,0 +1,244 @@
+"""Device-type classifier over window fingerprints: k nearest neighbours with a confidence.
+
+A plain, inspectable model: features are standardised with the training mean and spread, a window
+is compared with the stored training windows (at most ``max_per_class`` per type, drawn with
+``seed``), and the distance-weighted vote of its ``k`` nearest neighbours gives a probability per
+device type. Its distance to the nearest training window *of a type*, divided by that type's own
+radius (the ``radius_quantile`` of leave-one-out nearest-neighbour distances within the type),
+says how far it is from anything seen for that type (> 1: farther than nearly all of its own
+windows). Saved as JSON + npz, never as pickles.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from misuse.errors import InvalidParameterError, NotFittedError, SchemaError
+from misuse.fingerprint.features import feature_columns
+
+_EPS = 1e-9
+_FORMAT = "misuse.fingerprint.knn/1"
+
+
+class DeviceClassifier:
+    """Identify the device type of fingerprint windows.
+
+    Parameters
+    ----------
+    k:
+        Neighbours that vote.
+    max_per_class:
+        Training windows kept per type (a seeded random subset when there are more).
+    radius_quantile:
+        Quantile of within-type nearest-neighbour distances that makes the type's radius.
+    seed:
+        Seed of the subset draw.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame({"f.a": np.r_[rng.normal(0, 1, 20), rng.normal(5, 1, 20)]})
+    >>> clf = DeviceClassifier(k=3).fit(X, ["cam"] * 20 + ["lock"] * 20)
+    >>> clf.predict(pd.DataFrame({"f.a": [5.2]}))[0]
+    'lock'
+    """
+
+    def __init__(self, k: int = 5, max_per_class: int = 2000, radius_quantile: float = 0.99, seed: int = 0) -> None:
+        self.k = k
+        self.max_per_class = max_per_class
+        self.radius_quantile = radius_quantile
+        self.seed = seed
+        if k < 1:
+            raise InvalidParameterError(f"The 'k' parameter of DeviceClassifier must be >= 1. Got {k}.")
+        if max_per_class < 2:
+            raise InvalidParameterError(
+                f"The 'max_per_class' parameter of DeviceClassifier must be >= 2. Got {max_per_class}."
+            )
+        if not 0.0 < radius_quantile <= 1.0:
+            raise InvalidParameterError(
+                f"The 'radius_quantile' parameter of DeviceClassifier must be in (0, 1]. Got {radius_quantile}."
+            )
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: pd.DataFrame, y: Any) -> DeviceClassifier:
+        """Learn from window features ``X`` (``f.*`` columns) and their device types ``y``."""
+        labels = np.asarray(list(y), dtype=object).astype(str)
+        cols = feature_columns(X)
+        if not cols:
+            raise SchemaError("DeviceClassifier.fit: no 'f.*' feature columns in the training frame")
+        if len(labels) != len(X):
+            raise SchemaError(f"DeviceClassifier.fit: {len(X)} windows but {len(labels)} labels")
+        classes = sorted(set(labels))
+        if len(classes) < 1 or len(X) < 2:
+            raise SchemaError(f"DeviceClassifier.fit: need at least 2 windows, got {len(X)}")
+        rng = np.random.default_rng(self.seed)
+        keep: list[int] = []
+        for c in classes:
+            idx = np.flatnonzero(labels == c)
+            if idx.size > self.max_per_class:
+                idx = np.sort(rng.choice(idx, size=self.max_per_class, replace=False))
+            keep.extend(idx.tolist())
+        raw = X[cols].to_numpy(dtype=np.float64)[keep]
+        raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
+        self.features_ = cols
+        self.mean_ = raw.mean(axis=0)
+        self.scale_ = np.maximum(raw.std(axis=0), 1e-3)
+        self.train_ = (raw - self.mean_) / self.scale_
+        self.classes_ = classes
+        self.codes_ = np.array([classes.index(v) for v in labels[keep]], dtype=np.int64)
+        self.radius_ = np.ones(len(classes))
+        for i in range(len(classes)):
+            own = self.train_[self.codes_ == i]
+            if own.shape[0] >= 2:
+                d = _dist(own, own)
+                np.fill_diagonal(d, np.inf)
+                self.radius_[i] = max(float(np.quantile(d.min(axis=1), self.radius_quantile)), _EPS)
+        self.typical_ = np.array([np.median(raw[self.codes_ == i], axis=0) for i in range(len(classes))])
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "train_"):
+            raise NotFittedError("DeviceClassifier has not been fitted; call fit() or load() first")
+
+    def _z(self, X: pd.DataFrame) -> np.ndarray:
+        raw = X.reindex(columns=self.features_, fill_value=0.0).to_numpy(dtype=np.float64)
+        raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
+        return (raw - self.mean_) / self.scale_  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ scoring
+    def predict_proba(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Probability per device type (columns :attr:`classes_`), one row per window."""
+        self._check()
+        z = self._z(X)
+        out = np.zeros((len(z), len(self.classes_)))
+        k = min(self.k, self.train_.shape[0])
+        for lo in range(0, len(z), 2048):
+            d = _dist(z[lo : lo + 2048], self.train_)
+            nn = np.argpartition(d, k - 1, axis=1)[:, :k]
+            dn = np.take_along_axis(d, nn, axis=1)
+            w = 1.0 / (dn + 1e-3)
+            for j in range(k):
+                np.add.at(out, (np.arange(lo, lo + len(nn)), self.codes_[nn[:, j]]), w[:, j])
+        out /= np.maximum(out.sum(axis=1, keepdims=True), _EPS)
+        return pd.DataFrame(out, columns=self.classes_, index=X.index)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The most likely device type of each window."""
+        p = self.predict_proba(X)
+        return np.asarray(p.columns.to_numpy()[p.to_numpy().argmax(axis=1)], dtype=object)
+
+    def distance_to(self, X: pd.DataFrame, device_type: str) -> np.ndarray:
+        """Distance of each window to the nearest training window of ``device_type``, in that type's radii."""
+        self._check()
+        if device_type not in self.classes_:
+            raise InvalidParameterError(f"unknown device type {device_type!r}; known: {self.classes_}")
+        i = self.classes_.index(device_type)
+        own = self.train_[self.codes_ == i]
+        return _dist(self._z(X), own).min(axis=1) / self.radius_[i]  # type: ignore[no-any-return]
+
+    def deviations(self, row: pd.DataFrame, device_type: str, top: int = 4) -> list[dict[str, Any]]:
+        """The features of one window farthest from the type's typical values (typical vs actual)."""
+        self._check()
+        i = self.classes_.index(device_type)
+        actual = row.reindex(columns=self.features_, fill_value=0.0).to_numpy(dtype=np.float64)[0]
+        z = np.abs(actual - self.typical_[i]) / self.scale_
+        order = np.argsort(-z)[:top]
+        return [
+            {
+                "feature": self.features_[j],
+                "typical": round(float(self.typical_[i][j]), 4),
+                "actual": round(float(actual[j]), 4),
+                "weight": round(float(z[j]), 3),
+            }
+            for j in order
+        ]
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write ``<path>.json`` (parameters, types, features) and ``<path>.npz`` (arrays)."""
+        self._check()
+        p = Path(path).with_suffix("")
+        meta = {
+            "format": _FORMAT,
+            "params": {
+                "k": self.k,
+                "max_per_class": self.max_per_class,
+                "radius_quantile": self.radius_quantile,
+                "seed": self.seed,
+            },
+            "classes": self.classes_,
+            "features": self.features_,
+        }
+        p.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+        np.savez(
+            p.with_suffix(".npz"),
+            mean=self.mean_,
+            scale=self.scale_,
+            train=self.train_,
+            codes=self.codes_,
+            radius=self.radius_,
+            typical=self.typical_,
+        )
+        return p.with_suffix(".json")
+
+    @classmethod
+    def load(cls, path: str | Path) -> DeviceClassifier:
+        """Read a model written by :meth:`save` (no code is executed: JSON and plain arrays)."""
+        p = Path(path).with_suffix("")
+        try:
+            meta = json.loads(p.with_suffix(".json").read_text())
+            arrays = np.load(p.with_suffix(".npz"), allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise SchemaError(f"{p}.json/.npz: cannot read device classifier: {exc}") from None
+        if meta.get("format") != _FORMAT:
+            raise SchemaError(f"{p}.json: not a device classifier (format {meta.get('format')!r})")
+        clf = cls(**meta["params"])
+        clf.classes_ = [str(c) for c in meta["classes"]]
+        clf.features_ = [str(f) for f in meta["features"]]
+        clf.mean_, clf.scale_, clf.train_ = arrays["mean"], arrays["scale"], arrays["train"]
+        clf.codes_, clf.radius_, clf.typical_ = arrays["codes"], arrays["radius"], arrays["typical"]
+        return clf
+
+
+def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    sq = (a * a).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(sq, 0.0))  # type: ignore[no-any-return]
+
+
+def identify(windows: pd.DataFrame, clf: DeviceClassifier, *, min_confidence: float = 0.5) -> pd.DataFrame:
+    """One identification per device: the type with the highest mean window probability.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``device``, ``windows``, ``type`` ("unknown" when the confidence is under
+        ``min_confidence``), ``confidence`` (mean probability of that type over the device's
+        windows), ``runner_up`` and ``distance`` (median distance to the type, in its radii).
+    """
+    if windows.empty:
+        return pd.DataFrame(columns=["device", "windows", "type", "confidence", "runner_up", "distance"])
+    proba = clf.predict_proba(windows)
+    mean = proba.groupby(windows["device"].to_numpy()).mean()
+    rows = []
+    for device, p in mean.iterrows():
+        ranked = p.sort_values(ascending=False)
+        best = str(ranked.index[0])
+        sel = windows["device"].to_numpy() == device
+        dist = float(np.median(clf.distance_to(windows[sel], best)))
+        conf = float(ranked.iloc[0])
+        rows.append(
+            {
+                "device": str(device),
+                "windows": int(sel.sum()),
+                "type": best if conf >= min_confidence else "unknown",
+                "confidence": round(conf, 3),
+                "runner_up": str(ranked.index[1]) if len(ranked) > 1 else "",
+                "distance": round(dist, 3),
+            }
+        )
+    return pd.DataFrame(rows)
