@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from misuse.cli import data, demo, evaluate, models, profile, serve
+from misuse.cli import data, demo, evaluate, firmware, models, profile, serve
 from misuse.cli import rules as rules_cli
 
 app = typer.Typer(
