@@ -25,6 +25,7 @@ app.command("serve")(serve.serve)
 app.add_typer(serve.token_app, name="token")
 app.add_typer(profile.profile_app, name="profile")
 app.add_typer(rules_cli.app, name="rules")
+app.add_typer(firmware.firmware_app, name="firmware")
 # one `misuse eval` group: the dataset evaluations (cli/evaluate.py) plus `eval sea` from cli/profile.py
 evaluate.app.registered_commands += profile.eval_app.registered_commands
 app.add_typer(evaluate.app, name="eval")
