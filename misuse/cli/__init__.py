@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from misuse.cli import data, demo, evaluate, firmware, models, profile, serve
+from misuse.cli import data, demo, evaluate, firmware, models, profile, scale, serve
 from misuse.cli import rules as rules_cli
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(serve.token_app, name="token")
 app.add_typer(profile.profile_app, name="profile")
 app.add_typer(rules_cli.app, name="rules")
 app.add_typer(firmware.firmware_app, name="firmware")
+app.add_typer(scale.scale_app, name="scale")
 # one `misuse eval` group: the dataset evaluations (cli/evaluate.py) plus `eval sea` from cli/profile.py
 evaluate.app.registered_commands += profile.eval_app.registered_commands
 app.add_typer(evaluate.app, name="eval")
