@@ -1,0 +1,132 @@
+"""Aggregation rules and update protection, in plain numpy (the Flower strategies call these).
+
+- :func:`fedavg`: the mean of the sites' arrays weighted by their example counts (McMahan et al. 2017).
+- :func:`fedmedian`: the coordinate-wise median, unweighted (Yin et al. 2018); robust to a minority
+  of sites sending arbitrary updates.
+- :func:`trimmed_mean`: the coordinate-wise mean after cutting the ``beta`` share of largest and of
+  smallest values (Yin et al. 2018).
+- :func:`clip_and_noise`: a site's update ``new - global`` clipped to L2 norm ``clip_norm`` and
+  perturbed with Gaussian noise of standard deviation ``noise_multiplier * clip_norm``.
+- :func:`gaussian_epsilon`: the (epsilon, delta) that the Gaussian mechanism gives after a number of
+  rounds, by Rényi-DP composition (Mironov 2017), without any subsampling amplification.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from misuse.errors import InvalidParameterError, SchemaError
+
+Arrays = list[np.ndarray]
+
+#: the aggregation rules by name (the CLI's ``--strategy`` values)
+STRATEGIES = ("fedavg", "fedmedian", "trimmed")
+
+
+def _stacked(results: Sequence[tuple[Sequence[np.ndarray], int]]) -> list[np.ndarray]:
+    if not results:
+        raise SchemaError("aggregate: no site results to aggregate")
+    shapes = [tuple(np.shape(a) for a in arrays) for arrays, _ in results]
+    if len(set(shapes)) != 1:
+        raise SchemaError(f"aggregate: sites sent arrays of different shapes: {sorted(set(shapes))}")
+    return [np.stack([np.asarray(r[0][i], dtype="float64") for r in results]) for i in range(len(results[0][0]))]
+
+
+def fedavg(results: Sequence[tuple[Sequence[np.ndarray], int]]) -> Arrays:
+    """Weighted mean of the sites' arrays; ``results`` holds (arrays, number of examples) pairs."""
+    w = np.array([max(int(n), 0) for _, n in results], dtype="float64")
+    if w.sum() <= 0:
+        w = np.ones(len(results))
+    w = w / w.sum()
+    return [np.tensordot(w, s, axes=1) for s in _stacked(results)]
+
+
+def fedmedian(results: Sequence[tuple[Sequence[np.ndarray], int]]) -> Arrays:
+    """Coordinate-wise median of the sites' arrays (example counts are ignored)."""
+    return [np.median(s, axis=0) for s in _stacked(results)]
+
+
+def trimmed_mean(results: Sequence[tuple[Sequence[np.ndarray], int]], beta: float = 0.2) -> Arrays:
+    """Coordinate-wise mean after removing ``floor(beta * sites)`` values at each end."""
+    if not 0 <= beta < 0.5:
+        raise InvalidParameterError(f"trimmed_mean beta must be in [0, 0.5); got {beta!r}")
+    out = []
+    for s in _stacked(results):
+        k = math.floor(beta * s.shape[0])
+        srt = np.sort(s, axis=0)
+        out.append(srt[k : s.shape[0] - k].mean(axis=0))
+    return out
+
+
+def aggregate(name: str, results: Sequence[tuple[Sequence[np.ndarray], int]], beta: float = 0.2) -> Arrays:
+    """Aggregate with the rule called ``name`` (one of :data:`STRATEGIES`)."""
+    if name == "fedavg":
+        return fedavg(results)
+    if name == "fedmedian":
+        return fedmedian(results)
+    if name == "trimmed":
+        return trimmed_mean(results, beta)
+    raise InvalidParameterError(f"unknown aggregation strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def update_norm(new: Sequence[np.ndarray], old: Sequence[np.ndarray]) -> float:
+    """L2 norm of the whole update ``new - old`` across all arrays."""
+    return float(
+        math.sqrt(sum(float(((np.asarray(a) - np.asarray(b)) ** 2).sum()) for a, b in zip(new, old, strict=True)))
+    )
+
+
+def clip_and_noise(
+    new: Sequence[np.ndarray],
+    old: Sequence[np.ndarray],
+    clip_norm: float | None,
+    noise_multiplier: float = 0.0,
+    seed: int | None = None,
+) -> Arrays:
+    """``old + clip(new - old) + N(0, (noise_multiplier * clip_norm)^2)`` per coordinate.
+
+    With ``clip_norm`` None the update is returned unchanged (and noise needs a clip norm).
+    """
+    if clip_norm is None:
+        if noise_multiplier:
+            raise InvalidParameterError("noise_multiplier > 0 needs a clip_norm (the sensitivity of an update)")
+        return [np.asarray(a, dtype="float64").copy() for a in new]
+    if clip_norm <= 0:
+        raise InvalidParameterError(f"clip_norm must be > 0; got {clip_norm!r}")
+    if noise_multiplier < 0:
+        raise InvalidParameterError(f"noise_multiplier must be >= 0; got {noise_multiplier!r}")
+    norm = update_norm(new, old)
+    scale = min(1.0, clip_norm / norm) if norm > 0 else 1.0
+    rng = np.random.default_rng(seed)
+    out = []
+    for a, b in zip(new, old, strict=True):
+        b = np.asarray(b, dtype="float64")
+        d = (np.asarray(a, dtype="float64") - b) * scale
+        if noise_multiplier > 0:
+            d = d + rng.normal(scale=noise_multiplier * clip_norm, size=d.shape)
+        out.append(b + d)
+    return out
+
+
+def gaussian_epsilon(noise_multiplier: float, rounds: int, delta: float = 1e-5) -> float:
+    """Epsilon of ``rounds`` Gaussian mechanisms of sensitivity 1 and noise ``noise_multiplier``.
+
+    RDP of one release at order a is ``a / (2 z^2)``; ``rounds`` releases compose additively, and
+    ``epsilon = min_a rounds * a / (2 z^2) + log(1 / delta) / (a - 1)``. The unit protected is a whole
+    site's update in a round (every site takes part in every round: no sampling amplification).
+
+    Examples
+    --------
+    >>> round(gaussian_epsilon(1.0, 10, 1e-5), 1)
+    20.2
+    """
+    if noise_multiplier <= 0:
+        return math.inf
+    if not 0 < delta < 1 or rounds < 1:
+        raise InvalidParameterError(f"gaussian_epsilon needs 0 < delta < 1 and rounds >= 1; got {delta!r}, {rounds!r}")
+    orders = np.concatenate([np.linspace(1.01, 10, 200), np.linspace(10, 1000, 500)])
+    eps = rounds * orders / (2 * noise_multiplier**2) + math.log(1 / delta) / (orders - 1)
+    return float(eps.min())
