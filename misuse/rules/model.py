@@ -363,7 +363,8 @@ def _check_detection(det: Any, source: str, line: int | None) -> dict[str, Any]:
                 if key.startswith("__"):
                     continue
                 try:
-                    split_field(key)
+                    _, mods = split_field(key)
+                    _check_values(m[key], mods)
                 except ValueError as exc:
                     raise RuleError(str(exc), source, _line(m, key), f"{where}.{key}") from None
     conditions = det["condition"] if isinstance(det["condition"], list) else [det["condition"]]
@@ -375,6 +376,30 @@ def _check_detection(det: Any, source: str, line: int | None) -> dict[str, Any]:
     if "timeframe" in det:
         parse_timespan(det["timeframe"], source, _line(det, "timeframe"), "detection.timeframe")
     return det
+
+
+def _check_values(values: Any, mods: tuple[str, ...]) -> None:
+    """Raise ValueError for a value its modifiers cannot use (bad regex, network, number)."""
+    import ipaddress
+
+    for v in values if isinstance(values, list) else [values]:
+        if isinstance(v, dict | list):
+            raise ValueError(f"a value must be a scalar, got {type(v).__name__}")
+        if "re" in mods:
+            try:
+                re.compile(str(v))
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {v!r}: {exc}") from None
+        if "cidr" in mods:
+            try:
+                ipaddress.ip_network(str(v), strict=False)
+            except ValueError:
+                raise ValueError(f"not a network in CIDR notation: {v!r}") from None
+        if {"gt", "gte", "lt", "lte"} & set(mods):
+            try:
+                float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"comparison needs a number, got {v!r}") from None
 
 
 def _check_correlation(corr: Any, source: str, line: int | None) -> Correlation:

@@ -50,6 +50,9 @@ def test_public_sigma_rules_load_unchanged() -> None:
         (GOOD.replace("title: Telnet\n", ""), 1, "title"),
         (GOOD + "colour: red\n", 9, "colour"),
         (GOOD + "misuse_type: hacking\n", 9, "misuse_type"),
+        (GOOD.replace("dst_port: [23, 2323]", "peer|cidr: 10.0.0.0/33"), 6, "detection.selection.peer|cidr"),
+        (GOOD.replace("dst_port: [23, 2323]", "entity|re: '(unclosed'"), 6, "detection.selection.entity|re"),
+        (GOOD.replace("dst_port: [23, 2323]", "dst_port|gte: many"), 6, "detection.selection.dst_port|gte"),
     ],
 )
 def test_validation_names_file_line_and_field(text: str, line: int, field: str, tmp_path: Path) -> None:
