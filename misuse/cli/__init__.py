@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from misuse.cli import data, demo, evaluate, firmware, models, profile, scale, serve
+from misuse.cli import data, demo, evaluate, federate, firmware, models, profile, scale, serve
 from misuse.cli import rules as rules_cli
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
 app.add_typer(serve.token_app, name="token")
 app.add_typer(profile.profile_app, name="profile")
+app.add_typer(federate.federate_app, name="federate")
 app.add_typer(rules_cli.app, name="rules")
 app.add_typer(firmware.firmware_app, name="firmware")
 app.add_typer(scale.scale_app, name="scale")
