@@ -74,7 +74,8 @@ class Classifier:
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """The most likely class of each row."""
-        return np.asarray(self.classes_[self.predict_proba(X).argmax(axis=1)])
+        proba = self.predict_proba(X)
+        return np.asarray(self.classes_[proba.argmax(axis=1)])
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> None:
         raise NotFittedError(f"{type(self).__name__} does not define _fit")

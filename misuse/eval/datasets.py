@@ -247,7 +247,9 @@ def _most_common(values: np.ndarray) -> int:
 
 
 def _rewrite_addresses(arr: PacketArrays, broker: int, client: int) -> PacketArrays:
-    """Map an attack capture's broker onto the benign broker and every other host onto a benign client."""
+    """Map an attack capture's broker onto the benign broker and every other host onto a benign client.
+
+    MACs are dropped too (the benign capture is Linux cooked and has none)."""
     own_broker = _most_common(np.r_[arr.dst_lo[arr.dst_port == 1883], arr.src_lo[arr.src_port == 1883]])
     for name in ("src_lo", "dst_lo"):
         col = getattr(arr, name)
@@ -290,13 +292,12 @@ def mqttset(root: Path, with_addresses: bool = True, limit: int | None = None) -
         ai = AfterImage()
     else:
         ai = AfterImage(size="ip", use_mac=False)
-        train_arr = _rewrite_addresses(train_arr, broker, client)
     tr = _packet_frame(ai, train_arr, with_addresses)
     end = int(train_arr.ts_ns[-1])
     frames, cls, ts = [], [], []
     for c, arr in parts:
         arr = _shift_after(arr, end)
-        if not with_addresses:
+        if not with_addresses and c != "benign":
             arr = _rewrite_addresses(arr, broker, client)
         end = int(arr.ts_ns[-1])
         frames.append(_packet_frame(ai, arr, with_addresses))
@@ -317,8 +318,8 @@ def mqttset(root: Path, with_addresses: bool = True, limit: int | None = None) -
             "Features: AfterImage's 115 plus raw addresses, ports, link type and frame length."
             if with_addresses
             else "Features: AfterImage's 115 only, on link-independent sizes (IP length), streams keyed without "
-            "MACs, and every host rewritten onto the benign broker/client addresses (no address, port or "
-            "link-type information)."
+            "MACs, and every attack capture's broker and hosts rewritten onto the benign broker and busiest "
+            "benign client (no address, port or link-type information)."
         ),
         ts_test=np.concatenate(ts),
     )
