@@ -13,7 +13,7 @@ from misuse.alerts.model import Alert
 from misuse.errors import ParseError, StoreError
 from misuse.ingest.base import DeadLetter
 from misuse.pipeline import WindowModel, detect, train
-from misuse.scale.cluster import connect
+from misuse.scale.cluster import connect, parse_cluster
 from misuse.scale.partition import DEFAULT_BUCKETS, PartitionedDataset, write_partitioned
 from misuse.scale.run import detect_partitioned, train_partitioned
 from misuse.store.duck import Store
@@ -93,6 +93,8 @@ def train_on_partitioned(
     it, the single-process :func:`misuse.pipeline.train` runs on the whole dataset. Both give the
     same model.
     """
+    if cluster is not None:
+        parse_cluster(cluster)
     ds = PartitionedDataset.open(partitioned)
     kw: dict[str, Any] = {
         "window": window,
@@ -127,6 +129,8 @@ def detect_on_partitioned(
     tick: Tick | None = None,
 ) -> tuple[list[Alert], pd.DataFrame]:
     """Run a stored model over a partitioned dataset (on Dask with ``cluster``), store the alerts."""
+    if cluster is not None:
+        parse_cluster(cluster)
     name = model_name or store.active_model("window")
     if name is None:
         raise StoreError(f"{store.root}: no trained model; run `misuse train` first")

@@ -14,49 +14,11 @@ from misuse.events import events_to_frame
 from misuse.pipeline import detect, train
 from misuse.scale import PartitionedDataset, entity_buckets, parse_cluster, write_partitioned
 from misuse.scale.run import detect_partitioned, train_partitioned
-
-DAY = 86400.0
+from tests.scale.sites import site_rows
 
 
 def _site(seed: int, entities: int = 12, per_entity: int = 300, scan_entity: str | None = None) -> pd.DataFrame:
-    """Flows of several devices over two days; optionally a telnet scan by one of them."""
-    rng = np.random.default_rng(seed)
-    rows: list[dict[str, object]] = []
-    for e in range(entities):
-        ts = np.sort(rng.uniform(0, 2 * DAY, per_entity))
-        peers = rng.choice(["broker", "ntp", "cloud", f"peer{e}"], per_entity, p=[0.6, 0.1, 0.2, 0.1])
-        for i, (t, p) in enumerate(zip(ts, peers, strict=True)):
-            rows.append(
-                {
-                    "ts": float(t),
-                    "entity": f"dev{e:02d}",
-                    "peer": str(p),
-                    "kind": "flow",
-                    "action": "mqtt" if p == "broker" else "tcp",
-                    "label": "benign",
-                    "event_id": f"s{seed}e{e}i{i}",
-                    "num.orig_bytes": float(rng.lognormal(5, 0.4)),
-                    "num.dst_port": 1883.0 if p == "broker" else 443.0,
-                    "cat.conn_state": "SF",
-                }
-            )
-    if scan_entity is not None:
-        for i in range(150):
-            rows.append(
-                {
-                    "ts": DAY + 3600.0 + i * 0.4,
-                    "entity": scan_entity,
-                    "peer": f"203.0.113.{i % 200}",
-                    "kind": "flow",
-                    "action": "telnet",
-                    "label": "botnet",
-                    "event_id": f"scan{i}",
-                    "num.orig_bytes": 0.0,
-                    "num.dst_port": 23.0,
-                    "cat.conn_state": "S0",
-                }
-            )
-    return events_to_frame(rows)
+    return events_to_frame(site_rows(seed, entities, per_entity, scan_entity))
 
 
 def _write(events: pd.DataFrame, root: Path, buckets: int = 4) -> PartitionedDataset:
