@@ -13,7 +13,8 @@ credential_stuffing         brute_force          as spraying, but a different pa
 distributed_brute_force     brute_force          one account fails ``brute_force_failures`` times in
                                                  ``window`` from ``distributed_sources`` sources
 success_after_failures      unauthorized_access  a success after ``success_after_failures`` failures from
-                                                 the same source or against the same account in ``window``
+                                                 the same source, or ``brute_force_failures`` against
+                                                 the same account, in ``window``
 unusual_login               impersonation        a success of a known account (``min_history`` logins) with
                                                  ``min_unusual`` of: a rare hour, a new source network, a new
                                                  client fingerprint
@@ -326,9 +327,9 @@ class LoginMonitor:
         on_acc = sum(e[4] for e in acc_q)
         before = max(from_src, on_acc)
         typical = self.typical_failures_before_success
-        if before >= self.success_after_failures and self._may_fire(
-            "success_after_failures", a.account + "|" + a.source, a.ts
-        ):
+        # the source's own failures, or an account under attack from anywhere
+        suspicious = from_src >= self.success_after_failures or on_acc >= self.brute_force_failures
+        if suspicious and self._may_fire("success_after_failures", a.account + "|" + a.source, a.ts):
             q = src_q if from_src >= on_acc else acc_q
             sev = Severity.CRITICAL if before >= self.brute_force_failures else Severity.HIGH
             summary = (
