@@ -17,7 +17,8 @@ from misuse.ingest.cowrie import CowrieReader
 AUTH = """\
 Dec 10 06:55:46 srv sshd[1]: Invalid user admin from 5.6.7.8
 Dec 10 06:55:46 srv sshd[1]: Failed password for invalid user admin from 5.6.7.8 port 1000 ssh2
-Dec 10 06:55:48 srv sshd[1]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=5.6.7.8  user=root
+Dec 10 06:55:48 srv sshd[1]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 \
+tty=ssh ruser= rhost=5.6.7.8  user=root
 Dec 10 06:55:49 srv sshd[1]: message repeated 3 times: [ Failed password for root from 5.6.7.8 port 1001 ssh2]
 Dec 10 07:00:00 srv sshd[2]: Accepted publickey for alice from 10.0.0.2 port 5000 ssh2
 """
