@@ -1,0 +1,128 @@
+"""The device-type classifier and the spoofing/takeover monitor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from misuse.alerts.types import MisuseType
+from misuse.errors import InvalidParameterError, NotFittedError, SchemaError
+from misuse.fingerprint.classifier import DeviceClassifier, identify
+from misuse.fingerprint.features import window_features
+from misuse.fingerprint.monitor import FingerprintMonitor
+from misuse.fingerprint.observe import packet_observations
+from misuse.ingest.pcap_stream import iter_packet_arrays
+
+from .conftest import synthetic_windows
+
+
+def test_classifier_separates_types_with_confidence() -> None:
+    train, test = synthetic_windows(seed=1), synthetic_windows(seed=2)
+
+    clf = DeviceClassifier(k=5).fit(train, train["type"])
+    proba = clf.predict_proba(test)
+
+    assert (clf.predict(test) == test["type"].to_numpy()).mean() >= 0.95
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    ident = identify(test, clf)
+    assert dict(zip(ident["device"], ident["type"], strict=True)) == {"cam-01": "cam", "lock-01": "lock"}
+    assert (ident["confidence"] > 0.9).all()
+
+
+def test_save_load_same_seed_and_feature_robustness(tmp_path: Path) -> None:
+    train, test = synthetic_windows(seed=1), synthetic_windows(seed=3)
+    clf = DeviceClassifier(max_per_class=20, seed=4).fit(train, train["type"])
+    again = DeviceClassifier(max_per_class=20, seed=4).fit(train, train["type"])
+
+    loaded = DeviceClassifier.load(clf.save(tmp_path / "model"))
+    shuffled = test[list(reversed(test.columns))].drop(columns=["f.port.https"]).assign(**{"f.new": 1.0})
+
+    pd.testing.assert_frame_equal(clf.predict_proba(test), loaded.predict_proba(test))
+    pd.testing.assert_frame_equal(clf.predict_proba(test), again.predict_proba(test))
+    assert np.isfinite(loaded.predict_proba(shuffled).to_numpy()).all()
+
+
+def test_classifier_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(NotFittedError):
+        DeviceClassifier().predict(synthetic_windows(1))
+    with pytest.raises(SchemaError, match="feature columns"):
+        DeviceClassifier().fit(pd.DataFrame({"x": [1, 2]}), ["a", "b"])
+    with pytest.raises(InvalidParameterError, match="'k'"):
+        DeviceClassifier(k=0)
+    (tmp_path / "junk.json").write_text('{"format": "other"}')
+    np.savez(tmp_path / "junk.npz", a=np.zeros(1))
+    with pytest.raises(SchemaError, match="not a device classifier"):
+        DeviceClassifier.load(tmp_path / "junk")
+
+
+def _monitor() -> tuple[FingerprintMonitor, pd.DataFrame]:
+    train = synthetic_windows(seed=1)
+    clf = DeviceClassifier().fit(train, train["type"])
+    mon = FingerprintMonitor(clf)
+    mon.enroll_many(train, train["type"])
+    return mon, synthetic_windows(seed=5)
+
+
+def test_genuine_traffic_raises_nothing_and_another_type_is_spoofing() -> None:
+    mon, test = _monitor()
+    cam = test[test["device"] == "cam-01"]
+    lock_as_cam = test[test["device"] == "lock-01"].assign(device="cam-01")
+
+    genuine = mon.check(cam)
+    spoofed = mon.check(lock_as_cam)
+
+    assert genuine == []
+    assert len(spoofed) == len(lock_as_cam)
+    a = spoofed[0]
+    assert a.misuse_type == MisuseType.IMPERSONATION and a.detector == "fingerprint.spoofing"
+    assert a.contributions[0]["feature"] == "p_enrolled_type" and a.evidence == ["lock:0"]
+
+
+def test_far_traffic_on_new_ports_is_takeover_and_without_them_drift() -> None:
+    mon, test = _monitor()
+    cam = test[test["device"] == "cam-01"].head(2).copy()
+    cam["f.size.mean"] = 20.0  # far from every camera window, closer to cameras than to locks
+    cam["ports"] = [frozenset({443, 6667}), frozenset({443})]
+
+    alerts = mon.check(cam)
+
+    assert [a.detector for a in alerts] == ["fingerprint.takeover", "fingerprint.drift"]
+    assert alerts[0].misuse_type == MisuseType.UNAUTHORIZED_ACCESS and "6667" in alerts[0].summary
+    assert alerts[1].misuse_type == MisuseType.ANOMALY
+
+
+def test_monitor_bounds_and_enrolment_checks() -> None:
+    train = synthetic_windows(seed=1)
+    clf = DeviceClassifier().fit(train, train["type"])
+    mon = FingerprintMonitor(clf, max_devices=3)
+
+    for i in range(10):
+        mon.enroll(f"dev{i}", "cam")
+
+    assert list(mon.enrolled) == ["dev7", "dev8", "dev9"]
+    with pytest.raises(InvalidParameterError, match="not one the classifier knows"):
+        mon.enroll("x", "fridge")
+    with pytest.raises(InvalidParameterError, match="min_probability"):
+        FingerprintMonitor(clf, min_probability=1.5)
+
+
+@pytest.mark.realdata
+def test_on_demand_hubs_are_told_apart_on_later_days(shared_data: Path) -> None:
+    devices = pd.read_csv(shared_data / "iot-on-demand/devices/devices.csv").dropna(subset=["address"])
+    keys = {str(r.address): str(r.device) for r in devices.itertuples()}
+    parts = []
+    for name in ("lockly-hub-01", "sifely-hub-01"):
+        obs = packet_observations(iter_packet_arrays(shared_data / f"iot-on-demand/pcaps/{name}.pcap"), keys)
+        parts.append(obs[obs["device"] == name])
+    f = window_features(pd.concat(parts, ignore_index=True), 3600.0)
+    day = pd.to_datetime(f["window_start"], unit="s").dt.strftime("%m-%d")
+    train, test = f[day <= "03-11"], f[day >= "03-12"]
+
+    clf = DeviceClassifier().fit(train, train["device"])
+    accuracy = float((clf.predict(test) == test["device"].to_numpy()).mean())
+
+    assert len(test) > 50
+    assert accuracy > 0.9  # two hubs with different clouds and protocols; chance is 0.5
