@@ -187,6 +187,16 @@ class FrameView:
         self.n = len(frame)
         self._factor: dict[str, tuple[np.ndarray, list[str]]] = {}
         self._numeric: dict[str, np.ndarray] = {}
+        self._series: dict[str, pd.Series] = {}
+        self._is_num: dict[str, bool] = {}
+
+    def series(self, column: str) -> pd.Series:
+        """A column of the frame, looked up once."""
+        hit = self._series.get(column)
+        if hit is None:
+            hit = self.frame[column]
+            self._series[column] = hit
+        return hit
 
     def resolve(self, name: str, logsource: Mapping[str, str]) -> str | None:
         """Column (or :data:`MESSAGE`) a Sigma field name refers to; None when absent."""
@@ -196,7 +206,7 @@ class FrameView:
         """Codes (-1 for missing) and distinct values as strings, cached."""
         hit = self._factor.get(column)
         if hit is None:
-            series = self.fields.virtual(column, self.frame) if column in VIRTUAL else self.frame[column]
+            series = self.fields.virtual(column, self.frame) if column in VIRTUAL else self.series(column)
             codes, uniques = pd.factorize(series, use_na_sentinel=True)
             strs = ["" if u is None else str(u) for u in np.asarray(uniques, dtype=object)]
             hit = (np.asarray(codes), strs)
@@ -207,7 +217,7 @@ class FrameView:
         """The column as float64 (NaN where not a number), cached."""
         hit = self._numeric.get(column)
         if hit is None:
-            series = self.frame[column]
+            series = self.series(column)
             if pd.api.types.is_numeric_dtype(series):
                 hit = series.to_numpy(dtype="float64", na_value=np.nan)
             else:
@@ -217,7 +227,11 @@ class FrameView:
 
     def is_numeric(self, column: str) -> bool:
         """True for a numeric column."""
-        return column not in VIRTUAL and pd.api.types.is_numeric_dtype(self.frame[column])
+        hit = self._is_num.get(column)
+        if hit is None:
+            hit = column not in VIRTUAL and bool(pd.api.types.is_numeric_dtype(self.series(column)))
+            self._is_num[column] = hit
+        return hit
 
     def present(self, column: str) -> Mask:
         """Mask of events where the column has a value (not null, not "")."""
@@ -292,8 +306,8 @@ def _value_mask(view: FrameView, column: str | None, value: Any, mods: tuple[str
             return np.zeros(n, bool)
         if view.is_numeric(column) and view.is_numeric(other):
             return view.numeric(column) == view.numeric(other)
-        left = view.frame[column].astype(str).str.lower().to_numpy()
-        right = view.frame[other].astype(str).str.lower().to_numpy()
+        left = view.series(column).astype(str).str.lower().to_numpy()
+        right = view.series(other).astype(str).str.lower().to_numpy()
         return np.asarray(left == right, dtype=bool)
     for op in ("gt", "gte", "lt", "lte"):
         if op in mods:
