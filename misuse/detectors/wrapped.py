@@ -4,7 +4,9 @@ Each is saved as plain arrays (JSON + npz), never pickle:
 
 - :class:`KMeansDistance`: scikit-learn k-means on robustly scaled features; score = distance to
   the nearest centroid. Saved: the centroids.
-- :class:`OneClassSVM`: scikit-learn's RBF one-class SVM; score = minus its decision function.
+- :class:`OneClassSVM`: scikit-learn's RBF one-class SVM; score = minus its decision function
+  (plus 1e-9 times the distance to the nearest support vector, which only orders rows so far
+  from all of them that the kernel is 0).
   Saved: support vectors, dual coefficients, intercept and gamma; scored in numpy.
 - :class:`ECOD`: pyod's ECOD (Li et al., TKDE 2022), empirical-CDF tail probabilities per feature,
   computed from the *training* distribution only (pyod ranks a test batch together with the
@@ -25,6 +27,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from misuse.detectors.base import Contribution, Detector
+
+_TIE = 1e-9  # weight of the distance tie-breaker of OneClassSVM
 
 
 def _scaled(det: Detector, X: np.ndarray) -> np.ndarray:
@@ -117,8 +121,11 @@ class OneClassSVM(Detector):
     def _score(self, X: np.ndarray) -> np.ndarray:
         Z = _scaled(self, X)
         d2 = (Z**2).sum(axis=1)[:, None] + (self.support_**2).sum(axis=1)[None, :] - 2.0 * Z @ self.support_.T
-        K = np.exp(-self.gamma_ * np.maximum(d2, 0.0))
-        return np.asarray(-(K @ self.dual_ + self.intercept_))
+        d2 = np.maximum(d2, 0.0)
+        K = np.exp(-self.gamma_ * d2)
+        # far from every support vector the kernel vanishes and all such rows would tie at
+        # -intercept: a vanishing multiple of the distance to the nearest one orders them
+        return np.asarray(-(K @ self.dual_ + self.intercept_) + _TIE * np.sqrt(d2.min(axis=1)))
 
     def _state(self) -> dict[str, np.ndarray]:
         return {
