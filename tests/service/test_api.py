@@ -1,0 +1,168 @@
+"""The REST API without a broker: one error shape everywhere, roles, limits, OpenAPI, the routes' work."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient  # starlette warns about httpx; the client still works
+
+from misuse.service.app import create_app
+from misuse.service.config import load_config
+from misuse.service.loadgen import scan_events, steady_events
+from tests.service.conftest import N_ENTITIES, Project
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:All-NaN:RuntimeWarning")
+
+
+@pytest.fixture
+def api(project: Project) -> Iterator[TestClient]:
+    cfg = load_config({"project": project.root, "mqtt_enabled": False, "max_body_bytes": 200_000}, env={})
+    with TestClient(create_app(cfg, start_workers=False)) as client:
+        yield client
+
+
+def auth(project: Project, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {project.tokens[role]}"}
+
+
+def assert_error_shape(resp: Any, status: int) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"}
+    err = body["error"]
+    assert set(err) == {"status", "code", "message", "details"}
+    assert err["status"] == status and err["code"] and err["message"] and isinstance(err["details"], list)
+    return dict(err)
+
+
+def ingest_scan(api: TestClient, project: Project) -> list[dict[str, Any]]:
+    now = time.time() - 10
+    events = list(steady_events(N_ENTITIES, 400.0, now, 4.0)) + scan_events("dev-005", now + 1.2, n=300, span=0.3)
+    events.sort(key=lambda e: e["ts"])
+    for i in range(0, len(events), 400):
+        r = api.post("/api/events", json={"events": events[i : i + 400]}, headers=auth(project, "analyst"))
+        assert r.status_code == 200, r.text
+    return events
+
+
+def test_every_failure_has_the_one_error_shape(api: TestClient, project: Project) -> None:
+    # prepare
+    viewer, admin = auth(project, "viewer"), auth(project, "admin")
+    cases = [
+        (api.get("/api/alerts"), 401),
+        (api.get("/metrics", headers={"Authorization": "Bearer msu_x_forged"}), 401),
+        (api.post("/api/events", json={"events": [{"ts": 1, "entity": "a"}]}, headers=viewer), 403),
+        (api.post("/api/models/train", json={"name": "m"}, headers=auth(project, "analyst")), 403),
+        (api.get("/api/alerts/nope", headers=viewer), 404),
+        (api.get("/api/entities/nobody/profile", headers=viewer), 404),
+        (api.post("/api/alerts/nope/ack", headers=auth(project, "analyst")), 404),
+        (api.post("/api/models/nope/activate", headers=admin), 404),
+        (api.delete("/api/tokens/nope", headers=admin), 404),
+        (api.get("/no/such/route"), 404),
+        (api.delete("/api/alerts", headers=viewer), 405),
+        (api.post("/api/events", json={"events": []}, headers=admin), 422),
+        (api.post("/api/events", content=b"{broken", headers={**admin, "Content-Type": "application/json"}), 422),
+        (api.post("/api/alerts/x/feedback", json={"verdict": "maybe"}, headers=admin), 422),
+        (api.get("/api/alerts?limit=0", headers=viewer), 422),
+        (api.post("/api/tokens", json={"name": "x", "role": "root"}, headers=admin), 422),
+        (api.post("/api/events", content=b"x" * 300_000, headers={**admin, "Content-Type": "application/json"}), 413),
+    ]
+    # execute + assert
+    for resp, status in cases:
+        assert_error_shape(resp, status)
+    assert cases[0][0].headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_health_is_open_and_reveals_no_data(api: TestClient) -> None:
+    resp = api.get("/api/health")
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "ok" and resp.json()["model"] == "steady" and resp.json()["mqtt"] == "disabled"
+
+
+def test_openapi_documents_every_route_with_security_and_errors(api: TestClient) -> None:
+    # execute
+    spec = api.get("/openapi.json").json()
+    # assert: every operation but health needs the bearer token and documents the error shape
+    assert "HTTPBearer" in spec["components"]["securitySchemes"]
+    ops = [(p, m, op) for p, item in spec["paths"].items() for m, op in item.items()]
+    assert len(ops) >= 17
+    for path, method, op in ops:
+        assert op.get("summary"), f"{method} {path} has no summary"
+        if path == "/api/health":
+            assert "security" not in op
+            continue
+        assert op.get("security") == [{"HTTPBearer": []}], f"{method} {path} is not protected"
+        assert "401" in op["responses"] and "403" in op["responses"], f"{method} {path} lacks error docs"
+
+
+def test_ingest_alerts_ack_feedback_entities_profile_and_dead_letters(api: TestClient, project: Project) -> None:
+    # prepare
+    events = ingest_scan(api, project)
+    bad = api.post(
+        "/api/events",
+        json={"events": [{"entity": "x"}, {"ts": 1.0, "entity": "y", "num": {"bytes": "many"}}, events[0]]},
+        headers=auth(project, "analyst"),
+    ).json()
+    viewer, analyst = auth(project, "viewer"), auth(project, "analyst")
+    # execute
+    alerts = api.get("/api/alerts?entity=dev-005", headers=viewer).json()["alerts"]
+    top = max(alerts, key=lambda a: a["score"])
+    ack = api.post(f"/api/alerts/{top['alert_id']}/ack", headers=analyst)
+    fb = api.post(f"/api/alerts/{top['alert_id']}/feedback", json={"verdict": "true_positive"}, headers=analyst)
+    detail = api.get(f"/api/alerts/{top['alert_id']}", headers=viewer).json()
+    entities = api.get("/api/entities", headers=viewer).json()
+    prof = api.get("/api/entities/dev-005/profile", headers=viewer).json()
+    dead = api.get("/api/dead-letters", headers=viewer).json()
+    acked = api.get("/api/alerts?status=acknowledged", headers=viewer).json()
+    # assert
+    assert bad["accepted"] == 0 and bad["duplicates"] == 1 and bad["dead_letters"] == 2
+    assert ack.status_code == 200 and fb.status_code == 200
+    assert detail["status"] == "acknowledged" and detail["feedback"][0]["verdict"] == "true_positive"
+    assert detail["feedback"][0]["analyst"] == "analyst-1"
+    assert detail["evidence_events"] and detail["contributions"]
+    assert [a["alert_id"] for a in acked["alerts"]] == [top["alert_id"]]
+    assert {e["entity"] for e in entities} == {f"dev-{i:03d}" for i in range(N_ENTITIES)}
+    assert sum(map(sum, prof["activity"])) == prof["events"] == sum(e["entity"] == "dev-005" for e in events)
+    assert prof["actions"][0] == {"name": "tcp", "count": 300} and prof["baseline"]
+    assert len(dead) == 2 and any("ts" in d["reason"] for d in dead) and any("bytes" in d["reason"] for d in dead)
+
+
+def test_models_train_activate_and_token_admin(api: TestClient, project: Project) -> None:
+    # prepare
+    ingest_scan(api, project)
+    admin = auth(project, "admin")
+    # execute
+    trained = api.post(
+        "/api/models/train", json={"name": "from-stream", "window": 0.5, "activate": False}, headers=admin
+    )
+    before = {m["name"]: m for m in api.get("/api/models", headers=admin).json()}
+    act = api.post("/api/models/from-stream/activate", headers=admin)
+    after = {m["name"]: m for m in api.get("/api/models", headers=admin).json()}
+    created = api.post("/api/tokens", json={"name": "ops", "role": "viewer"}, headers=admin).json()
+    listed = api.get("/api/tokens", headers=admin).json()
+    who = api.get("/api/whoami", headers={"Authorization": f"Bearer {created['token']}"}).json()
+    revoked = api.delete(f"/api/tokens/{created['token_id']}", headers=admin)
+    after_revoke = api.get("/api/whoami", headers={"Authorization": f"Bearer {created['token']}"})
+    # assert
+    assert trained.status_code == 200, trained.text
+    assert before["steady"]["loaded"] and not before["from-stream"]["active"]
+    assert act.status_code == 200 and after["from-stream"]["loaded"] and after["from-stream"]["active"]
+    assert not after["steady"]["active"]
+    assert who == {"name": "ops", "role": "viewer"}
+    assert all("token" not in t or t["token"] is None for t in listed)
+    assert revoked.status_code == 200 and after_revoke.status_code == 401
+    stored = json.loads((project.root / "tokens.json").read_text())
+    assert created["token"] not in json.dumps(stored)
+
+
+def test_metrics_are_prometheus_text(api: TestClient, project: Project) -> None:
+    ingest_scan(api, project)
+    text = api.get("/metrics", headers=auth(project, "viewer")).text
+    assert "# TYPE misuse_events_stored_total counter" in text
+    stored = next(line for line in text.splitlines() if line.startswith("misuse_events_stored_total "))
+    assert int(stored.split()[1]) > 0
+    assert 'misuse_event_lag_seconds_bucket{le="+Inf"}' in text

@@ -1,0 +1,165 @@
+"""Configuration, tokens, the refusal to start without credentials, Zeek tailing, metrics text."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from misuse.cli import app as cli
+from misuse.errors import InvalidParameterError
+from misuse.service.auth import TokenStore, role_at_least
+from misuse.service.config import load_config
+from misuse.service.metrics import Metrics
+from misuse.service.stream import Parsed, StreamProcessor, parse_payload
+from misuse.service.worker import ZeekTailer, _Tail
+from misuse.store.duck import Store
+
+CONN_HEADER = [
+    "#separator \\x09",
+    "#path\tconn",
+    "#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tconn_state",
+    "#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring",
+]
+
+
+def test_config_precedence_file_env_overrides(tmp_path: Path) -> None:
+    # prepare
+    (tmp_path / "service.toml").write_text('[service]\nport = 9001\nmqtt_host = "broker.lan"\nbatch_max = 10\n')
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    env = {"MISUSE_PORT": "9002", "MISUSE_MQTT_PASSWORD_FILE": str(pw), "MISUSE_ZEEK_TAIL": "/a:/b"}
+    # execute
+    cfg = load_config({"project": tmp_path, "batch_max": 20}, env=env)
+    # assert
+    assert (cfg.port, cfg.mqtt_host, cfg.batch_max, cfg.mqtt_password) == (9002, "broker.lan", 20, "s3cret")
+    assert cfg.zeek_tail == ("/a", "/b") and cfg.host == "127.0.0.1"
+    assert cfg.alert_topic("a/b#") == "misuse/alerts/a_b_"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "env", "needle"),
+    [
+        ({"port": 0}, {}, "port"),
+        ({}, {"MISUSE_MQTT_PORT": "many"}, "mqtt_port"),
+        ({"topic_prefix": "a/#"}, {}, "topic_prefix"),
+        ({"nonsense": 1}, {}, "nonsense"),
+        ({"store_url": "mysql://x"}, {}, "store_url"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_setting(overrides: dict, env: dict, needle: str) -> None:
+    with pytest.raises(InvalidParameterError, match=needle):
+        load_config(overrides, env=env)
+
+
+def test_tokens_are_stored_hashed_and_checked_by_role(tmp_path: Path) -> None:
+    # prepare
+    ts = TokenStore(tmp_path / "tokens.json")
+    # execute
+    token = ts.create("alice", "analyst")
+    raw = (tmp_path / "tokens.json").read_text()
+    # assert
+    assert token not in raw and token.split("_")[2] not in raw
+    assert json.loads(raw)["tokens"][0]["hash"]
+    assert ts.verify(token).role == "analyst"  # type: ignore[union-attr]
+    assert ts.verify(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    assert ts.verify("not-a-token") is None
+    assert role_at_least("analyst", "viewer") and not role_at_least("analyst", "admin")
+    with pytest.raises(InvalidParameterError, match="role"):
+        ts.create("bob", "root")
+
+
+def test_serve_refuses_to_start_without_credentials(tmp_path: Path) -> None:
+    # execute
+    res = CliRunner().invoke(cli, ["serve", "--project", str(tmp_path)], env={"MISUSE_MQTT_USERNAME": ""})
+    insecure_wide = CliRunner().invoke(
+        cli, ["serve", "--project", str(tmp_path), "--insecure-dev", "--host", "0.0.0.0"]
+    )
+    # assert
+    assert res.exit_code == 2
+    assert "no API token" in res.output and "no broker credentials" in res.output and "refusing" in res.output
+    assert insecure_wide.exit_code == 2 and "loopback" in insecure_wide.output
+
+
+def test_token_cli_prints_once_and_lists_without_secret(tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        cli, ["token", "create", "--name", "ops", "--role", "admin", "-p", str(tmp_path), "--json"]
+    )
+    token = json.loads(res.output)["token"]
+    listed = CliRunner().invoke(cli, ["token", "list", "-p", str(tmp_path), "--json"])
+    assert res.exit_code == 0 and token.startswith("msu_")
+    assert json.loads(listed.output)[0]["role"] == "admin" and token not in listed.output
+
+
+def test_payload_parsing_sets_bad_messages_aside_with_reasons() -> None:
+    good = parse_payload(b'[{"ts": 1, "entity": "a"}, {"ts": 2, "entity": "b", "event_id": "x"}]', "t", "mqtt")
+    bad = [parse_payload(p, "t", "mqtt").dead[0]["reason"] for p in (b"\xff\xfe", b"[]", b'{"ts": 1}', b"3")]
+    assert [r["event_id"] for r in good.records][1] == "x" and str(good.records[0]["event_id"]).startswith("h:")
+    assert "invalid JSON" in bad[0] and "empty" in bad[1] and "entity" in bad[2] and "object" in bad[3]
+
+
+def test_zeek_tailer_follows_a_growing_log_once_per_line(tmp_path: Path) -> None:
+    # prepare
+    log = tmp_path / "conn.log"
+    log.write_text("\n".join(CONN_HEADER) + "\n")
+    got: list[Parsed] = []
+    tail = ZeekTailer([log], lambda p, origin: got.append(p))
+    state = _Tail(log)
+    # execute: lines appended in two steps, the second ending mid-line
+    with log.open("a") as fh:
+        fh.write("10.0\tC1\t10.0.0.1\t5000\t10.0.0.2\t80\ttcp\tSF\n")
+    first = tail.poll(state)
+    with log.open("a") as fh:
+        fh.write("11.0\tC2\t10.0.0.1\t5001\t10.0.0.3\t22\ttcp\tS0\n12.0\tC3\t10.0.0")
+    second = tail.poll(state)
+    with log.open("a") as fh:
+        fh.write(".4\t5002\t10.0.0.2\t80\ttcp\tSF\n")
+    third = tail.poll(state)
+    # assert
+    ids = [r["event_id"] for p in got for r in p.records]
+    assert (first, second, third) == (1, 1, 1) and ids == ["C1", "C2", "C3"]
+    assert got[2].records[0]["entity"] == "10.0.0.4"
+    assert got[1].records[0]["source"] == "conn.log:6"
+
+
+def test_zeek_lines_reach_the_store_without_duplicates_after_a_reread(tmp_path: Path) -> None:
+    # prepare
+    log = tmp_path / "conn.log"
+    rows = [f"{100 + i}.0\tC{i}\t10.0.0.{i % 3}\t5000\t10.0.0.9\t80\ttcp\tSF" for i in range(30)]
+    log.write_text("\n".join(CONN_HEADER + rows) + "\n")
+    with Store(tmp_path / "p") as store:
+        proc = StreamProcessor(store, threading.RLock(), Metrics())
+        # execute: a restart re-reads the file from the start
+        ZeekTailer([log], proc.ingest).poll(_Tail(log))
+        ZeekTailer([log], proc.ingest).poll(_Tail(log))
+        proc.flush()
+        n = store.con.execute("SELECT count(*), count(DISTINCT event_id) FROM stream_events").fetchone()
+        w = store.con.execute("SELECT sum(n_events) FROM stream_windows").fetchone()
+    # assert
+    assert n == (30, 30) and w == (30,)
+
+
+def test_metrics_render_counters_and_histograms() -> None:
+    m = Metrics()
+    m.inc("misuse_alerts_total", misuse_type='odd"type')
+    m.observe("misuse_batch_seconds", 0.02, count=3)
+    text = m.render()
+    assert 'misuse_alerts_total{misuse_type="odd\\"type"} 1' in text
+    assert 'misuse_batch_seconds_bucket{le="0.025"} 3' in text and "misuse_batch_seconds_count 3" in text
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.binary(max_size=300)
+    | st.from_regex(rb'\{"ts": ?[0-9.e+-]{0,8}, ?"entity": ?"[a-z]{0,3}".{0,30}\}', fullmatch=True)
+)
+def test_any_payload_gives_events_or_dead_letters_and_nothing_else(payload: bytes) -> None:
+    parsed = parse_payload(payload, "prop", "mqtt")
+    assert len(parsed.records) + len(parsed.dead) >= 1
+    assert all(isinstance(d["reason"], str) and d["reason"] for d in parsed.dead)
+    assert all(isinstance(r["ts"], float) and r["entity"] and r["event_id"] for r in parsed.records)
