@@ -91,8 +91,12 @@ def report_identification(name: str, train: pd.DataFrame, test: pd.DataFrame) ->
     print(pd.crosstab(pd.Series(y, name="true"), pd.Series(pred, name="predicted")).to_string())
     ident = identify(test, clf)
     ident["true"] = ident["device"].map(_type)
-    ok = (ident["type"] == ident["true"]).sum()
-    print(f"device identification (mean window probability): {ok}/{len(ident)} correct")
+    closed = (ident["nearest"] == ident["true"]).sum()
+    opened = (ident["type"] == ident["true"]).sum()
+    print(
+        f"device identification (mean window probability): {closed}/{len(ident)} correct; "
+        f"{opened}/{len(ident)} when a device farther than 3 radii from its type is called 'unknown'"
+    )
     print(ident.to_string(index=False))
     return clf
 

@@ -6,7 +6,8 @@ is compared with the stored training windows (at most ``max_per_class`` per type
 device type. Its distance to the nearest training window *of a type*, divided by that type's own
 radius (the ``radius_quantile`` of leave-one-out nearest-neighbour distances within the type),
 says how far it is from anything seen for that type (> 1: farther than nearly all of its own
-windows). Saved as JSON + npz, never as pickles.
+windows). The service ports (below 49152) each type used in training are kept too, for the
+takeover check. Saved as JSON + npz, never as pickles.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from misuse.fingerprint.features import feature_columns
 
 _EPS = 1e-9
 _FORMAT = "misuse.fingerprint.knn/1"
+_DYNAMIC = 49152  # service ports below this are remembered per type
+_MAX_PORTS = 256
 
 
 class DeviceClassifier:
@@ -99,6 +102,13 @@ class DeviceClassifier:
                 np.fill_diagonal(d, np.inf)
                 self.radius_[i] = max(float(np.quantile(d.min(axis=1), self.radius_quantile)), _EPS)
         self.typical_ = np.array([np.median(raw[self.codes_ == i], axis=0) for i in range(len(classes))])
+        self.ports_: dict[str, list[int]] = {c: [] for c in classes}
+        if "ports" in X.columns:
+            for c in classes:
+                seen: set[int] = set()
+                for p in X["ports"].to_numpy()[labels == c]:
+                    seen.update(int(x) for x in p if int(x) < _DYNAMIC)
+                self.ports_[c] = sorted(seen)[:_MAX_PORTS]
         return self
 
     def _check(self) -> None:
@@ -173,7 +183,9 @@ class DeviceClassifier:
             },
             "classes": self.classes_,
             "features": self.features_,
+            "ports": self.ports_,
         }
+        p.parent.mkdir(parents=True, exist_ok=True)
         p.with_suffix(".json").write_text(json.dumps(meta, indent=1))
         np.savez(
             p.with_suffix(".npz"),
@@ -200,6 +212,7 @@ class DeviceClassifier:
         clf = cls(**meta["params"])
         clf.classes_ = [str(c) for c in meta["classes"]]
         clf.features_ = [str(f) for f in meta["features"]]
+        clf.ports_ = {str(k): [int(x) for x in v] for k, v in meta.get("ports", {}).items()}
         clf.mean_, clf.scale_, clf.train_ = arrays["mean"], arrays["scale"], arrays["train"]
         clf.codes_, clf.radius_, clf.typical_ = arrays["codes"], arrays["radius"], arrays["typical"]
         return clf
@@ -210,18 +223,23 @@ def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq, 0.0))  # type: ignore[no-any-return]
 
 
-def identify(windows: pd.DataFrame, clf: DeviceClassifier, *, min_confidence: float = 0.5) -> pd.DataFrame:
+def identify(
+    windows: pd.DataFrame, clf: DeviceClassifier, *, min_confidence: float = 0.5, max_distance: float = 3.0
+) -> pd.DataFrame:
     """One identification per device: the type with the highest mean window probability.
 
     Returns
     -------
     pandas.DataFrame
         ``device``, ``windows``, ``type`` ("unknown" when the confidence is under
-        ``min_confidence``), ``confidence`` (mean probability of that type over the device's
-        windows), ``runner_up`` and ``distance`` (median distance to the type, in its radii).
+        ``min_confidence`` or the device's median distance to the type is over ``max_distance``
+        radii: a type the classifier was not taught), ``confidence`` (mean probability of the
+        nearest type over the device's windows), ``nearest`` (that type), ``runner_up`` and
+        ``distance`` (median distance to the nearest type, in its radii).
     """
+    cols = ["device", "windows", "type", "confidence", "nearest", "runner_up", "distance"]
     if windows.empty:
-        return pd.DataFrame(columns=["device", "windows", "type", "confidence", "runner_up", "distance"])
+        return pd.DataFrame(columns=cols)
     proba = clf.predict_proba(windows)
     mean = proba.groupby(windows["device"].to_numpy()).mean()
     rows = []
@@ -235,8 +253,9 @@ def identify(windows: pd.DataFrame, clf: DeviceClassifier, *, min_confidence: fl
             {
                 "device": str(device),
                 "windows": int(sel.sum()),
-                "type": best if conf >= min_confidence else "unknown",
+                "type": best if conf >= min_confidence and dist <= max_distance else "unknown",
                 "confidence": round(conf, 3),
+                "nearest": best,
                 "runner_up": str(ranked.index[1]) if len(ranked) > 1 else "",
                 "distance": round(dist, 3),
             }

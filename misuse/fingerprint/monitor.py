@@ -94,13 +94,17 @@ class FingerprintMonitor:
         self._enrolled: OrderedDict[str, tuple[str, set[int]]] = OrderedDict()
 
     def enroll(self, device: str, device_type: str, windows: pd.DataFrame | None = None) -> None:
-        """Record that ``device`` is of ``device_type``; its ``windows`` (if given) teach its usual ports."""
+        """Record that ``device`` is of ``device_type``.
+
+        Its usual service ports are those its type used in training plus those of its own
+        ``windows`` (when given).
+        """
         if device_type not in self.classifier.classes_:
             raise InvalidParameterError(
                 f"cannot enroll {device!r}: type {device_type!r} is not one the classifier knows "
                 f"({self.classifier.classes_})"
             )
-        ports: set[int] = set()
+        ports: set[int] = set(getattr(self.classifier, "ports_", {}).get(device_type, []))
         if windows is not None and "ports" in windows.columns:
             for p in windows["ports"]:
                 ports.update(int(x) for x in p if int(x) < _DYNAMIC)

@@ -86,7 +86,7 @@ def parse_device_keys(devices: Mapping[str, str]) -> tuple[dict[int, str], dict[
     return v4, mac
 
 
-def packet_observations(chunks: Iterable[PacketArrays], devices: Mapping[str, str]) -> pd.DataFrame:
+def packet_observations(chunks: Iterable[PacketArrays], devices: Mapping[str, str] | None) -> pd.DataFrame:
     """The packets to or from the given devices, as observations (one row per packet and device side).
 
     Parameters
@@ -94,10 +94,13 @@ def packet_observations(chunks: Iterable[PacketArrays], devices: Mapping[str, st
     chunks:
         Packet arrays, e.g. from :func:`~misuse.ingest.pcap_stream.iter_packet_arrays`.
     devices:
-        ``{IPv4 address or MAC: device name}``. A packet belongs to a device when its IPv4 source
-        or destination is the device's address, or (for frames without IPv4, such as ARP) when
-        its source or destination MAC is the device's MAC.
+        ``{IPv4 address or MAC: device name}``. A packet belongs to a device when its IPv4 (or
+        ARP sender/target) address is the device's address, or, for other frames, when its
+        source or destination MAC is the device's MAC. None makes every private unicast
+        IPv4 address a device named by its address.
     """
+    if devices is None:
+        return _local_packet_observations(list(chunks))
     v4, mac = parse_device_keys(devices)
     names = sorted(set(devices.values()))
     code = {n: i for i, n in enumerate(names)}
@@ -109,7 +112,7 @@ def packet_observations(chunks: Iterable[PacketArrays], devices: Mapping[str, st
     for arr in chunks:
         if len(arr) == 0:
             continue
-        is_v4 = arr.l3 == 4
+        is_v4 = (arr.l3 == 4) | (arr.l3 == 1)  # IPv4, or ARP with its protocol addresses
         for outbound in (True, False):
             mine = (arr.src_lo if outbound else arr.dst_lo).astype(np.uint64)
             other = (arr.dst_lo if outbound else arr.src_lo).astype(np.uint64)
@@ -147,6 +150,20 @@ def packet_observations(chunks: Iterable[PacketArrays], devices: Mapping[str, st
     if not parts:
         return _empty()
     return pd.concat(parts, ignore_index=True).sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def _local_packet_observations(chunks: list[PacketArrays]) -> pd.DataFrame:
+    addrs: set[int] = set()
+    for arr in chunks:
+        v4 = (arr.l3 == 4) | (arr.l3 == 1)
+        for col in (arr.src_lo[v4], arr.dst_lo[v4]):
+            a = col.astype(np.uint64)
+            unicast = (
+                _v4_local(a) & (a < np.uint64(0xE0000000)) & ((a >> np.uint64(24)) != 0) & ((a >> np.uint64(24)) != 127)
+            )
+            addrs.update(int(x) for x in np.unique(a[unicast]))
+    names = {str(ipaddress.IPv4Address(a)): str(ipaddress.IPv4Address(a)) for a in sorted(addrs)}
+    return packet_observations(chunks, names) if names else _empty()
 
 
 def _lookup(values: np.ndarray, keys: np.ndarray, codes: np.ndarray) -> np.ndarray:
