@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from misuse.cli import data, demo, evaluate, federate, firmware, models, profile, scale, serve
+from misuse.cli import data, demo, devices, evaluate, federate, firmware, models, profile, scale, serve
 from misuse.cli import rules as rules_cli
 
 app = typer.Typer(
@@ -28,6 +28,8 @@ app.add_typer(federate.federate_app, name="federate")
 app.add_typer(rules_cli.app, name="rules")
 app.add_typer(firmware.firmware_app, name="firmware")
 app.add_typer(scale.scale_app, name="scale")
+app.add_typer(devices.devices_app, name="devices")
+app.command("access")(devices.access)
 # one `misuse eval` group: the dataset evaluations (cli/evaluate.py) plus `eval sea` from cli/profile.py
 evaluate.app.registered_commands += profile.eval_app.registered_commands
 app.add_typer(evaluate.app, name="eval")
