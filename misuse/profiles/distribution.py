@@ -17,9 +17,11 @@ import numpy as np
 from misuse.errors import InvalidParameterError
 
 
-@dataclass
+@dataclass(slots=True)
 class QuantileSketch:
     """Bounded-memory quantile sketch with relative accuracy.
+
+    Buckets are two small numpy arrays (sorted signed keys, counts); key order is value order.
 
     Examples
     --------
@@ -31,7 +33,8 @@ class QuantileSketch:
 
     accuracy: float = 0.02
     max_buckets: int = 128
-    buckets: dict[int, float] = field(default_factory=dict)  # signed key -> count; key 0 = |x| < min_value
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     count: float = 0.0
     low: float = math.inf
     high: float = -math.inf
@@ -43,21 +46,41 @@ class QuantileSketch:
             raise InvalidParameterError(f"QuantileSketch accuracy must be in (0, 0.5). Got {self.accuracy} instead.")
         if self.max_buckets < 8:
             raise InvalidParameterError(f"QuantileSketch max_buckets must be >= 8. Got {self.max_buckets} instead.")
-        self._gamma = (1 + self.accuracy) / (1 - self.accuracy)
-        self._lg = math.log(self._gamma)
+
+    @property
+    def _lg(self) -> float:
+        return math.log((1 + self.accuracy) / (1 - self.accuracy))
+
+    @property
+    def _offset(self) -> int:
+        return math.floor(math.log(self.min_value) / self._lg) - 1
+
+    @property
+    def buckets(self) -> dict[int, float]:
+        """Bucket key -> count (a copy, for inspection)."""
+        return {int(k): float(c) for k, c in zip(self.keys, self.counts, strict=True)}
 
     def _keys(self, x: np.ndarray) -> np.ndarray:
         ax = np.abs(x)
-        k = np.ceil(np.log(np.maximum(ax, self.min_value)) / self._lg).astype(np.int64)
-        k = k - math.floor(math.log(self.min_value) / self._lg) + 1  # >= 1
-        return np.where(ax < self.min_value, 0, np.sign(x).astype(np.int64) * k)
+        k = np.ceil(np.log(np.maximum(ax, self.min_value)) / self._lg).astype(np.int64) - self._offset  # >= 1
+        return np.where(ax < self.min_value, 0, np.sign(x).astype(np.int64) * k)  # type: ignore[no-any-return]
 
-    def _value(self, key: int) -> float:
-        if key == 0:
-            return 0.0
-        k = abs(key) + math.floor(math.log(self.min_value) / self._lg) - 1
-        v = 2 * self._gamma**k / (self._gamma + 1)
-        return math.copysign(v, key)
+    def _values(self, keys: np.ndarray) -> np.ndarray:
+        gamma = (1 + self.accuracy) / (1 - self.accuracy)
+        k = np.abs(keys).astype("float64") + self._offset
+        v = 2 * gamma**k / (gamma + 1)
+        return np.where(keys == 0, 0.0, np.sign(keys) * v)  # type: ignore[no-any-return]
+
+    def _add(self, keys: np.ndarray, counts: np.ndarray) -> None:
+        allk = np.r_[self.keys.astype(np.int64), keys]
+        allc = np.r_[self.counts.astype("float64"), counts]
+        uk, inv = np.unique(allk, return_inverse=True)
+        uc = np.bincount(inv, weights=allc, minlength=uk.size)
+        if uk.size > self.max_buckets:
+            extra = uk.size - self.max_buckets
+            uc[extra] += uc[:extra].sum()
+            uk, uc = uk[extra:], uc[extra:]
+        self.keys, self.counts = uk.astype(np.int32), uc.astype(np.float32)
 
     def update(self, values: Iterable[float] | np.ndarray) -> None:
         """Add finite values (non-finite ones are ignored)."""
@@ -66,44 +89,26 @@ class QuantileSketch:
         if x.size == 0:
             return
         keys, counts = np.unique(self._keys(x), return_counts=True)
-        b = self.buckets
-        for k, c in zip(keys.tolist(), counts.tolist(), strict=True):
-            b[k] = b.get(k, 0.0) + c
+        self._add(keys, counts.astype("float64"))
         self.count += float(x.size)
         self.low, self.high = min(self.low, float(x.min())), max(self.high, float(x.max()))
-        self._collapse()
-
-    def _collapse(self) -> None:
-        b = self.buckets
-        if len(b) <= self.max_buckets:
-            return
-        ordered = sorted(b, key=self._value)
-        extra = len(b) - self.max_buckets
-        into = ordered[extra]
-        for k in ordered[:extra]:
-            b[into] += b.pop(k)
 
     def merge(self, other: QuantileSketch) -> None:
         """Add another sketch's counts (same accuracy)."""
         if other.accuracy != self.accuracy:
             raise InvalidParameterError(f"cannot merge sketches of accuracy {self.accuracy} and {other.accuracy}")
-        for k, c in other.buckets.items():
-            self.buckets[k] = self.buckets.get(k, 0.0) + c
+        self._add(other.keys.astype(np.int64), other.counts.astype("float64"))
         self.count += other.count
         self.low, self.high = min(self.low, other.low), max(self.high, other.high)
-        self._collapse()
-
-    def _ordered(self) -> tuple[np.ndarray, np.ndarray]:
-        keys = sorted(self.buckets, key=self._value)
-        return np.array([self._value(k) for k in keys]), np.array([self.buckets[k] for k in keys])
 
     def quantile(self, q: float) -> float:
         """Approximate ``q``-quantile (NaN when empty)."""
         if self.count == 0:
             return math.nan
-        values, counts = self._ordered()
-        i = int(np.searchsorted(np.cumsum(counts), q * (self.count - 1) + 1))
-        return float(np.clip(values[min(i, len(values) - 1)], self.low, self.high))
+        cum = np.cumsum(self.counts, dtype="float64")
+        i = int(np.searchsorted(cum, q * (cum[-1] - 1) + 1))
+        value = float(self._values(self.keys[min(i, self.keys.size - 1) : min(i, self.keys.size - 1) + 1])[0])
+        return float(np.clip(value, self.low, self.high))
 
     def quantiles(self, qs: Iterable[float] = (0.01, 0.25, 0.5, 0.75, 0.99)) -> dict[float, float]:
         """Several quantiles at once."""
@@ -113,15 +118,16 @@ class QuantileSketch:
         """Approximate share of values <= x."""
         if self.count == 0:
             return math.nan
-        values, counts = self._ordered()
-        return float(counts[values <= x].sum() / self.count)
+        values = self._values(self.keys)
+        return float(self.counts[values <= x].sum() / self.counts.sum())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form for JSON."""
         return {
             "accuracy": self.accuracy,
             "max_buckets": self.max_buckets,
-            "buckets": {str(k): v for k, v in self.buckets.items()},
+            "keys": self.keys.tolist(),
+            "counts": self.counts.tolist(),
             "count": self.count,
             "low": self.low if math.isfinite(self.low) else None,
             "high": self.high if math.isfinite(self.high) else None,
@@ -133,7 +139,8 @@ class QuantileSketch:
         return cls(
             float(d["accuracy"]),
             int(d["max_buckets"]),
-            {int(k): float(v) for k, v in d["buckets"].items()},
+            np.asarray(d["keys"], dtype=np.int32),
+            np.asarray(d["counts"], dtype=np.float32),
             float(d["count"]),
             math.inf if d["low"] is None else float(d["low"]),
             -math.inf if d["high"] is None else float(d["high"]),
@@ -141,7 +148,7 @@ class QuantileSketch:
 
 
 def _grid(a: QuantileSketch, b: QuantileSketch) -> np.ndarray:
-    return np.array(sorted({a._value(k) for k in a.buckets} | {b._value(k) for k in b.buckets}))
+    return np.union1d(a._values(a.keys), b._values(b.keys))
 
 
 def ks_drift(reference: QuantileSketch, current: QuantileSketch) -> dict[str, float]:

@@ -14,7 +14,7 @@ from typing import Any
 from misuse.errors import InvalidParameterError
 
 
-@dataclass
+@dataclass(slots=True)
 class BoundedCounts:
     """Item counts bounded to ``capacity`` items (Space-Saving eviction).
 
@@ -26,7 +26,7 @@ class BoundedCounts:
     (4, ['a', 'c'])
     """
 
-    capacity: int = 64
+    capacity: int = 32
     counts: dict[str, float] = field(default_factory=dict)
     total: int = 0
     distinct_seen: int = 0
@@ -74,12 +74,12 @@ class BoundedCounts:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Footprint:
     """An entity's distribution over actions and peers, with novelty of never-seen ones."""
 
     actions: BoundedCounts = field(default_factory=BoundedCounts)
-    peers: BoundedCounts = field(default_factory=lambda: BoundedCounts(capacity=32))
+    peers: BoundedCounts = field(default_factory=lambda: BoundedCounts(capacity=16))
 
     def update(self, actions: Iterable[str], peers: Iterable[str] = ()) -> None:
         """Fold a run of actions (and their peers, "" ignored) into the footprint."""

@@ -40,7 +40,7 @@ def _seconds(ts: pd.Series) -> np.ndarray:
     return pd.to_numeric(ts, errors="coerce").to_numpy(dtype="float64")  # type: ignore[no-any-return]
 
 
-@dataclass
+@dataclass(slots=True)
 class EntityProfile:
     """One entity's baseline: footprint, temporal behaviour and numeric sketches."""
 

@@ -13,7 +13,7 @@ from misuse.profiles.distribution import QuantileSketch
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-@dataclass
+@dataclass(slots=True)
 class Temporal:
     """When an entity is active.
 
@@ -29,9 +29,9 @@ class Temporal:
     """
 
     session_gap: float = 1800.0
-    grid: np.ndarray = field(default_factory=lambda: np.zeros((7, 24)))
-    gaps: QuantileSketch = field(default_factory=QuantileSketch)
-    sessions: QuantileSketch = field(default_factory=QuantileSketch)
+    grid: np.ndarray = field(default_factory=lambda: np.zeros((7, 24), dtype=np.float32))
+    gaps: QuantileSketch = field(default_factory=lambda: QuantileSketch(max_buckets=32))
+    sessions: QuantileSketch = field(default_factory=lambda: QuantileSketch(accuracy=0.05, max_buckets=16))
     last_ts: float | None = None
     session_events: int = 0
     first_ts: float | None = None
@@ -113,7 +113,7 @@ class Temporal:
         """Inverse of :meth:`to_dict`."""
         return cls(
             float(d["session_gap"]),
-            np.asarray(d["grid"], dtype="float64"),
+            np.asarray(d["grid"], dtype=np.float32),
             QuantileSketch.from_dict(d["gaps"]),
             QuantileSketch.from_dict(d["sessions"]),
             d["last_ts"],

@@ -32,7 +32,8 @@ import pandas as pd
 from misuse.alerts.types import MisuseType
 from misuse.profiles.profile import EntityProfile, ProfileBook, _seconds
 
-ERROR_LIKE = re.compile(r"fail|error|denied|invalid|refused|retry|timeout|reject|wrong|bad", re.IGNORECASE)
+#: error-like action names: the word starts after a non-letter ("login.failed", "auth_error", "Retry")
+ERROR_LIKE = re.compile(r"(?<![a-z])(fail|error|denied|invalid|refused|retry|timeout|reject|wrong)", re.IGNORECASE)
 DEFAULT_SENSITIVE = frozenset(
     {
         "su",
