@@ -6,7 +6,8 @@ Each new window of its traffic is then compared with the fingerprint:
 ===========  ===================  ==================================================================
 finding      misuse type          when
 ===========  ===================  ==================================================================
-spoofing     impersonation        another type wins the classification and the enrolled type's
+spoofing     impersonation        another type wins the classification, the window lies within
+                                  ``max_distance`` radii of that type, and the enrolled type's
                                   probability is under ``min_probability``: another device
                                   behind this address (or a clone of its identity)
 takeover     unauthorized_access  the window is more than ``max_distance`` radii from every
@@ -127,9 +128,19 @@ class FingerprintMonitor:
         return {d: t for d, (t, _) in self._enrolled.items()}
 
     def scores(self, windows: pd.DataFrame) -> pd.DataFrame:
-        """Per window of an enrolled device: claimed type, best type, probabilities, distance, new ports."""
+        """Per window of an enrolled device: claimed and best type, their probabilities and distances, new ports."""
         known = windows[windows["device"].isin(self._enrolled.keys())]
-        cols = ["device", "window_start", "claimed", "best", "p_claimed", "p_best", "distance", "new_ports"]
+        cols = [
+            "device",
+            "window_start",
+            "claimed",
+            "best",
+            "p_claimed",
+            "p_best",
+            "distance",
+            "distance_best",
+            "new_ports",
+        ]
         if known.empty:
             return pd.DataFrame(columns=cols)
         proba = self.classifier.predict_proba(known)
@@ -139,6 +150,11 @@ class FingerprintMonitor:
             sel = (claimed == t).to_numpy()
             dist[sel] = self.classifier.distance_to(known[sel], str(t))
         pm = proba.to_numpy()
+        best = proba.columns.to_numpy()[pm.argmax(axis=1)]
+        dist_best = np.full(len(known), np.nan)
+        for t in np.unique(best):
+            sel = best == t
+            dist_best[sel] = self.classifier.distance_to(known[sel], str(t))
         idx = [self.classifier.classes_.index(t) for t in claimed]
         new_ports = [
             frozenset(int(x) for x in p if int(x) < _DYNAMIC) - self._enrolled[d][1]
@@ -151,10 +167,11 @@ class FingerprintMonitor:
                 "device": known["device"].to_numpy(),
                 "window_start": known["window_start"].to_numpy(),
                 "claimed": claimed.to_numpy(),
-                "best": proba.columns.to_numpy()[pm.argmax(axis=1)],
+                "best": best,
                 "p_claimed": pm[np.arange(len(idx)), idx],
                 "p_best": pm.max(axis=1),
                 "distance": dist,
+                "distance_best": dist_best,
                 "new_ports": new_ports,
             },
             index=known.index,
@@ -187,7 +204,8 @@ class FingerprintMonitor:
         new = sorted(r["new_ports"])
         units = int(row["units"].iloc[0]) if "units" in row.columns else 0
         contrib: list[dict[str, Any]] = self.classifier.deviations(row, claimed)
-        if best != claimed and r["p_claimed"] < self.min_probability:
+        looks_like_other = best != claimed and float(r["distance_best"]) <= self.max_distance
+        if looks_like_other and r["p_claimed"] < self.min_probability:
             mt, finding, sev = MisuseType.IMPERSONATION, "spoofing", Severity.HIGH
             score, threshold = 1.0 - float(r["p_claimed"]), 1.0 - self.min_probability
             summary = (
