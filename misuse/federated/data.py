@@ -59,7 +59,7 @@ def read_events(paths: Sequence[str | Path], fmt: str | None = None) -> pd.DataF
 def window_matrix(
     events: pd.DataFrame, window: float = 60.0, features: Sequence[str] = WINDOW_FEATURES
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Window features of ``events`` as a (windows, features) matrix, and each window's attack flag.
+    """Window features of ``events`` as a (windows, features) matrix in time order, and each window's attack flag.
 
     Missing features and NaN values become 0 (every feature is a log-count, a share or a sine,
     for which 0 means "none").
@@ -67,6 +67,8 @@ def window_matrix(
     if len(events) == 0:
         raise SchemaError("site data: no events to build window features from")
     w = window_features(events, window)
+    if "window_start" in w:
+        w = w.sort_values("window_start", kind="stable")  # time order: the first rows are the oldest
     X = w.reindex(columns=list(features)).to_numpy(dtype="float64", na_value=np.nan)
     X = np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0)
     y = w["label"].map(_is_attack).to_numpy(dtype=bool) if "label" in w else np.zeros(len(w), dtype=bool)

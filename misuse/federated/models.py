@@ -62,6 +62,8 @@ class FedAutoencoder:
 
     #: clip of standardised values, so that one absurd row cannot dominate a batch
     CLIP = 10.0
+    #: smallest variance used to standardise (standard deviation 0.1 in sign-log units)
+    VAR_FLOOR = 1e-2
 
     def __init__(self, n_features: int, hidden: int = 8, seed: int = 0) -> None:
         _check(
@@ -107,8 +109,9 @@ class FedAutoencoder:
         return np.sign(X) * np.log1p(np.abs(X))  # bounded moments: a clipped update keeps its meaning
 
     def _z(self, X: np.ndarray) -> np.ndarray:
-        sd = np.sqrt(np.maximum(self.sq - self.mean**2, 1e-12))
-        sd = np.where(sd > 1e-6, sd, 1.0)
+        # variance floor (inputs are on a log scale): moments mixed from different sites by a
+        # robust rule (median of mean, median of E[x^2]) can imply a variance near or below 0
+        sd = np.sqrt(np.maximum(self.sq - self.mean**2, self.VAR_FLOOR))
         return np.asarray(np.clip((X - self.mean) / sd, -self.CLIP, self.CLIP))
 
     def _forward(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

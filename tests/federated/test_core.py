@@ -1,0 +1,179 @@
+"""The federated building blocks without Flower: models, aggregation, protection, site rounds."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from misuse.errors import InvalidParameterError, SchemaError
+from misuse.federated.aggregate import (
+    aggregate,
+    clip_and_noise,
+    fedavg,
+    fedmedian,
+    gaussian_epsilon,
+    trimmed_mean,
+    update_norm,
+)
+from misuse.federated.models import ActionNB, FedAutoencoder
+from misuse.federated.params import array_to_bytes, bytes_to_array, load_global, payload_bytes, save_global
+from misuse.federated.site import METRIC_KEYS, SiteTrainer, make_model
+
+
+def _blobs(seed: int, n: int, shift: float, d: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, 2))
+    mix = np.random.default_rng(99).normal(size=(2, d))  # the same low-rank structure at every site
+    return base @ mix + shift + 0.05 * rng.normal(size=(n, d))
+
+
+def _rounds(trainers: list[SiteTrainer], rule: str, rounds: int, start: list[np.ndarray]) -> list[np.ndarray]:
+    arrays = start
+    for r in range(1, rounds + 1):
+        results = [t.fit(arrays, {"round": r, "epochs": 2, "lr": 0.02})[:2] for t in trainers]
+        arrays = aggregate(rule, results)
+    return arrays
+
+
+def test_fedavg_of_moments_is_the_pooled_moments() -> None:
+    sites = [_blobs(1, 300, 0.0), _blobs(2, 100, 3.0)]
+    models = [FedAutoencoder(6, hidden=2) for _ in sites]
+    counts = [m.fit_local(X, epochs=0) for m, X in zip(models, sites, strict=True)]
+    results = [(m.get_arrays(), n) for m, n in zip(models, counts, strict=True)]
+
+    mean, sq = fedavg(results)[:2]
+
+    pooled = np.vstack(sites)
+    t = np.sign(pooled) * np.log1p(np.abs(pooled))
+    np.testing.assert_allclose(mean, t.mean(axis=0))
+    np.testing.assert_allclose(sq, (t**2).mean(axis=0))
+
+
+def test_median_and_trimmed_mean_resist_one_absurd_site() -> None:
+    honest = [([np.full(3, v)], 10) for v in (1.0, 1.1, 0.9, 1.05)]
+    poisoned = [*honest, ([np.full(3, 1e6)], 10)]
+
+    avg = fedavg(poisoned)[0]
+    med = fedmedian(poisoned)[0]
+    trim = trimmed_mean(poisoned, beta=0.2)[0]
+
+    assert avg.min() > 1e5
+    assert np.all(np.abs(med - 1.0) < 0.2)
+    assert np.all(np.abs(trim - 1.0) < 0.2)
+
+
+def test_aggregate_rejects_bad_input() -> None:
+    with pytest.raises(InvalidParameterError, match="unknown aggregation strategy 'mean'"):
+        aggregate("mean", [([np.zeros(2)], 1)])
+    with pytest.raises(SchemaError, match="different shapes"):
+        fedavg([([np.zeros(2)], 1), ([np.zeros(3)], 1)])
+    with pytest.raises(InvalidParameterError, match="beta"):
+        trimmed_mean([([np.zeros(2)], 1)], beta=0.5)
+
+
+def test_clipping_bounds_the_update_and_noise_has_the_stated_scale() -> None:
+    old = [np.zeros(4000)]
+    new = [np.full(4000, 1.0)]
+
+    clipped = clip_and_noise(new, old, clip_norm=2.0)
+    noisy = clip_and_noise(old, old, clip_norm=2.0, noise_multiplier=0.5, seed=1)
+
+    assert update_norm(clipped, old) == pytest.approx(2.0)
+    assert float(noisy[0].std()) == pytest.approx(1.0, rel=0.05)
+    with pytest.raises(InvalidParameterError, match="needs a clip_norm"):
+        clip_and_noise(new, old, clip_norm=None, noise_multiplier=1.0)
+
+
+def test_epsilon_grows_with_rounds_and_shrinks_with_noise() -> None:
+    e1 = gaussian_epsilon(1.0, 5)
+    assert gaussian_epsilon(1.0, 20) > e1 > gaussian_epsilon(4.0, 5)
+    assert math.isinf(gaussian_epsilon(0.0, 5))
+
+
+def test_federated_autoencoder_learns_and_separates_outliers() -> None:
+    sites = [_blobs(s, 400, 0.0) for s in range(3)]
+    trainers = [SiteTrainer(FedAutoencoder(6, hidden=2), X, X[:100]) for X in sites]
+    start = FedAutoencoder(6, hidden=2).get_arrays()
+    global_model = FedAutoencoder(6, hidden=2)
+    global_model.set_arrays(_rounds(trainers, "fedavg", 1, start))
+    early = global_model.evaluate_local(sites[0])
+
+    global_model.set_arrays(_rounds(trainers, "fedavg", 8, start))
+
+    assert global_model.evaluate_local(sites[0]) < early
+    outliers = np.random.default_rng(5).normal(scale=5.0, size=(50, 6))
+    assert np.median(global_model.score(outliers)) > np.quantile(global_model.score(sites[0]), 0.95)
+
+
+def test_poisoned_site_hurts_fedavg_more_than_the_median() -> None:
+    sites = [_blobs(s, 300, 0.0) for s in range(5)]
+    start = FedAutoencoder(6, hidden=2).get_arrays()
+    losses = {}
+    for rule in ("fedavg", "fedmedian"):
+        trainers = [SiteTrainer(FedAutoencoder(6, hidden=2), X, X) for X in sites]
+        trainers[0].poison_scale = -10.0
+        model = FedAutoencoder(6, hidden=2)
+        model.set_arrays(_rounds(trainers, rule, 5, start))
+        losses[rule] = model.evaluate_local(sites[1])
+
+    assert losses["fedmedian"] < losses["fedavg"]
+
+
+def test_naive_bayes_federated_population_equals_centralised() -> None:
+    a = {"u1": ["ls", "cd"] * 30, "u2": ["vi", "make"] * 10}
+    b = {"u3": ["gcc", "ls"] * 50}
+    site_models = [ActionNB(buckets=128), ActionNB(buckets=128)]
+    counts = [m.fit_local(d) for m, d in zip(site_models, (a, b), strict=True)]
+    results = [(m.get_arrays(), n) for m, n in zip(site_models, counts, strict=True)]
+    central = ActionNB(buckets=128)
+    central.fit_local({**a, **b})
+
+    site_models[0].set_arrays(fedavg(results))
+
+    np.testing.assert_allclose(site_models[0].population, central.population)
+    assert site_models[0].score_block("u1", ["gcc", "gcc"]) > site_models[0].score_block("u1", ["ls", "cd"])
+
+
+def test_site_round_returns_fixed_shapes_and_known_metrics_only() -> None:
+    small, big = _blobs(0, 50, 0.0, d=5), _blobs(1, 500, 0.0, d=5)
+    start = FedAutoencoder(5, hidden=3).get_arrays()
+    out = []
+    for X in (small, big):
+        arrays, n, metrics = SiteTrainer(FedAutoencoder(5, hidden=3), X, X).fit(start, {"epochs": 1})
+        out.append((arrays, n, metrics))
+
+    assert [a.shape for a in out[0][0]] == [a.shape for a in out[1][0]] == [a.shape for a in start]
+    assert payload_bytes(out[0][0]) == payload_bytes(out[1][0])
+    assert (out[0][1], out[1][1]) == (50, 500)
+    for _, _, metrics in out:
+        assert set(metrics) <= METRIC_KEYS
+        assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
+
+
+def test_parameters_roundtrip_without_pickle(tmp_path: Path) -> None:
+    arrays = make_model("autoencoder", n_features=4, hidden=2).get_arrays()
+
+    back = [bytes_to_array(array_to_bytes(a)) for a in arrays]
+    save_global(tmp_path, {"model": "autoencoder"}, arrays)
+    meta, loaded = load_global(tmp_path)
+
+    for a, b, c in zip(arrays, back, loaded, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    assert meta == {"model": "autoencoder"}
+    with pytest.raises(SchemaError, match="not a plain numpy array"):
+        bytes_to_array(b"\x93NUMPY garbage")
+
+
+def test_model_parameters_are_checked() -> None:
+    with pytest.raises(InvalidParameterError, match="hidden must be an int >= 1"):
+        FedAutoencoder(4, hidden=0)
+    with pytest.raises(SchemaError, match="expects rows of 4 features"):
+        FedAutoencoder(4).score(np.zeros((3, 5)))
+    with pytest.raises(SchemaError, match="shape"):
+        FedAutoencoder(4).set_arrays([np.zeros(1)] * 6)
+    with pytest.raises(InvalidParameterError, match="unknown federated model kind 'gbm'"):
+        make_model("gbm")
