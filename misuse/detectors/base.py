@@ -111,12 +111,7 @@ class Detector(ABC):
             raise SchemaError(f"{type(self).__name__}.learn_many got no numeric feature columns")
         self.features_ = [str(c) for c in X.columns]
         values = X.to_numpy(dtype="float64", na_value=np.nan)
-        self.median_ = np.nanmedian(np.where(np.isfinite(values), values, np.nan), axis=0)
-        self.median_ = np.where(np.isnan(self.median_), 0.0, self.median_)
-        q75, q25 = np.nanpercentile(np.where(np.isfinite(values), values, np.nan), [75, 25], axis=0)
-        spread = np.nan_to_num(q75 - q25)
-        std = np.nan_to_num(np.nanstd(np.where(np.isfinite(values), values, np.nan), axis=0))
-        self.scale_ = np.where(spread > 0, spread / 1.349, np.where(std > 0, std, 1.0))
+        self.median_, self.scale_ = _robust_center_scale(values)
         self.n_seen_ = len(X)
         filled = self._fill(values)
         keep = np.random.default_rng(int(getattr(self, "seed", 0) or 0)).permutation(len(filled))
@@ -273,6 +268,24 @@ class Detector(ABC):
         det._next_refit = 2 * max(det.n_seen_, 1)
         det._set_state(arrays)
         return det
+
+
+def _robust_center_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column median and robust scale (IQR / 1.349, else the standard deviation, else 1) over the
+    finite values; a column with no finite value gets 0 and 1."""
+    center = np.zeros(values.shape[1])
+    scale = np.ones(values.shape[1])
+    for j in range(values.shape[1]):
+        col = values[:, j]
+        col = col[np.isfinite(col)]
+        if col.size == 0:
+            continue
+        q25, q50, q75 = np.percentile(col, [25, 50, 75])
+        center[j] = q50
+        spread = (q75 - q25) / 1.349
+        std = float(col.std())
+        scale[j] = spread if spread > 0 else (std if std > 0 else 1.0)
+    return center, scale
 
 
 def _to_float(v: object) -> float:
