@@ -7,8 +7,8 @@ Every line with a syslog header becomes an event, ``kind="auth"``:
   ``userauth.invalid_user`` (sshd's pre-auth echo of an invalid user), ``pam.auth_failure``,
   ``pam.user_unknown``, ``pam.max_retries``, ``session.open``, ``session.close``, ``su``,
   ``su.failed``, ``break_in``, ``disconnect``, ``connection.open``, ``connection.closed``,
-  ``connection.no_ident``, ``connection.reset``, or ``other`` (the text is then in
-  ``cat.message``);
+  ``connection.no_ident``, ``connection.reset``, or ``other``;
+* ``cat.message``: the message text as the server wrote it (every line);
 * ``cat.host`` (the server), ``cat.service`` (``sshd``, ``su``, ``ftpd``...), ``cat.module``
   (``pam_unix`` in ``sshd(pam_unix)``), ``cat.method`` (``password``, ``publickey``, ``pam``...),
   ``num.pid``, ``num.src_port`` and, for "message repeated N times" or "PAM N more
@@ -237,8 +237,8 @@ def _record(m: re.Match[str], ts: float, name: str, n: int) -> dict[str, object]
         rec["num.repeat"] = float(groups["n"]) if groups.get("n") else None
         if groups.get("by") and action.startswith("su"):
             rec["cat.by"] = groups["by"]
-        if action.startswith(("disconnect", "connection.")):
-            rec["cat.message"] = body
+        # the text itself, so keyword rules (Sigma) match what the server wrote
+        rec["cat.message"] = body
         return rec
     rec.update(entity="unknown", peer="", action="other", **{"cat.message": msg})
     return rec
