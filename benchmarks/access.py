@@ -13,6 +13,8 @@ Truth (derived from the logs in hindsight, stated so the figures can be checked)
   once before (earlier, any session) = "login.failed then login.success". Detected when a
   success_after_failures alert's evidence holds that session's success event. Shown for the
   detector's failure threshold 1, 3 (default) and 5.
+- MQTTset: bruteforce.pcapng is one attacker (192.168.1.90) guessing MQTT passwords; benign.pcap
+  holds only benign clients. Detected = a brute-force-type alert on the attacker's address.
 - Simulator (synthetic data, misuse.simulate, 28 days, seeds 1-3): auth.log written by the
   simulator's writer and read back by AuthLogReader; app.jsonl sessions as API logins. Labels
   come from the simulator. False alarm = an alert whose evidence holds only benign events;
@@ -33,6 +35,7 @@ import pandas as pd
 
 from misuse.access.attempts import api_logins, login_attempts
 from misuse.access.monitor import LoginMonitor
+from misuse.access.mqtt import mqtt_logins
 from misuse.alerts.model import Alert
 from misuse.ingest.authlog import AuthLogReader
 from misuse.ingest.cowrie import CowrieReader
@@ -101,6 +104,18 @@ def loghub() -> None:
         print("brute-force sources (>= 10 failures in the whole log):", brute_force_sources(att, alerts))
 
 
+def mqtt() -> None:
+    print("\n== MQTTset: MQTT CONNECT/CONNACK pairs from the captures as logins")
+    for name, truth in (("bruteforce.pcapng", "brute force from 192.168.1.90"), ("benign.pcap", "none (benign)")):
+        att = mqtt_logins(DATA / "mqttset" / name)
+        alerts = LoginMonitor().process_many(att)
+        kinds = dict(Counter(a.detector.rsplit(".", 1)[-1] for a in alerts))
+        print(
+            f"{name}: {len(att)} attempts ({int(att['success'].sum())} successes) from {att['source'].nunique()} "
+            f"sources; truth: {truth}; alerts {kinds} on {sorted({a.entity for a in alerts})}"
+        )
+
+
 def simulated(seed: int) -> tuple[int, int, int, int, int, int]:
     site = simulate_site(seed=seed, days=28)
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,6 +141,7 @@ def main() -> None:
     print(f"data: {DATA}")
     cowrie()
     loghub()
+    mqtt()
     print("\n== simulator (SYNTHETIC data: misuse.simulate, 28 days, attacks on the last day)")
     for seed in (1, 2, 3):
         benign, false, bf, n_bf, imp, n_imp = simulated(seed)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from misuse.access.attempts import api_logins, login_attempts
 from misuse.access.monitor import LoginMonitor
+from misuse.access.mqtt import mqtt_logins
 from misuse.alerts.model import Alert
 from misuse.cli.common import DEFAULT_PROJECT, JsonOpt, ProjectOpt, console, emit_json, handled, open_store
 from misuse.errors import InvalidParameterError, ParseError, SchemaError
@@ -163,7 +164,10 @@ def check(
 
 
 def access(
-    paths: Annotated[list[Path], typer.Argument(help="Auth logs, Cowrie JSON, Zeek ssh logs, app event JSONL.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Auth logs, Cowrie JSON, Zeek ssh logs, app event JSONL, captures with MQTT CONNECTs."),
+    ],
     learn_until: Annotated[
         str | None,
         typer.Option("--learn-until", help="Attempts before this UTC date only teach the account histories."),
@@ -175,13 +179,15 @@ def access(
 ) -> None:
     """Find brute force, spraying, stuffing, success after failures and unusual logins in auth events."""
     with handled():
-        frames = []
+        parts = []
         for p in paths:
             fmt = sniff_format(p)
-            reader = get_reader(fmt, year=year) if fmt == "authlog" else get_reader(fmt)
-            frames.append(reader.read(p))
-        frame = pd.concat(frames, ignore_index=True)
-        att = pd.concat([login_attempts(frame), api_logins(frame)], ignore_index=True).sort_values("ts", kind="stable")
+            if fmt in ("pcap", "pcapng"):
+                parts.append(mqtt_logins(p))
+                continue
+            frame = (get_reader(fmt, year=year) if fmt == "authlog" else get_reader(fmt)).read(p)
+            parts += [login_attempts(frame), api_logins(frame)]
+        att = pd.concat(parts, ignore_index=True).sort_values("ts", kind="stable")
         mon = LoginMonitor()
         if learn_until:
             cut = pd.Timestamp(learn_until, tz="UTC").timestamp()

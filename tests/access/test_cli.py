@@ -1,0 +1,91 @@
+"""``misuse access`` and ``misuse devices train|list|check`` end to end on self-made files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from misuse.cli import app
+from misuse.cli.devices import device_type
+
+from ..fingerprint.conftest import LOCK_MAC, frame
+
+runner = CliRunner()
+
+
+def test_access_reports_brute_force_then_success(tmp_path: Path) -> None:
+    lines = [
+        f"Dec 10 07:0{i // 6}:{i % 6}0 srv sshd[1]: Failed password for root from 6.6.6.6 port 1 ssh2"
+        for i in range(12)
+    ]
+    lines.append("Dec 10 07:05:00 srv sshd[2]: Accepted password for root from 6.6.6.6 port 2 ssh2")
+    log = tmp_path / "auth.log"
+    log.write_text("\n".join(lines) + "\n")
+
+    result = runner.invoke(app, ["access", str(log), "--year", "2020", "--json"])
+
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert [a["detector"] for a in found] == ["access.login.brute_force", "access.login.success_after_failures"]
+    assert found[1]["misuse_type"] == "unauthorized_access"
+
+
+def test_access_rejects_a_missing_file(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["access", str(tmp_path / "nope.log")])
+
+    assert result.exit_code == 3
+    assert "nope.log" in result.output
+
+
+def _capture(tmp_path: Path, name: str, device: str, port: int, size: int, t0: float) -> Path:
+    import dpkt
+
+    p = tmp_path / name
+    with open(p, "wb") as fh:
+        w = dpkt.pcap.Writer(fh)
+        for i in range(400):
+            out = i % 2 == 0
+            buf = (
+                frame(device, "52.1.2.3", 50000, port, size=size, smac=LOCK_MAC)
+                if out
+                else frame("52.1.2.3", device, port, 50000, size=size * 2)
+            )
+            w.writepkt(buf, ts=t0 + i * 30.0)
+    return p
+
+
+def test_devices_train_list_check(tmp_path: Path) -> None:
+    cam = _capture(tmp_path, "cam.pcap", "192.168.1.10", 443, 900, 0.0)
+    lock = _capture(tmp_path, "lock.pcap", "192.168.1.11", 8883, 40, 0.0)
+    table = tmp_path / "devices.csv"
+    table.write_text("device,address\ncam-01,192.168.1.10\nlock-01,192.168.1.11\n")
+    model = tmp_path / "m" / "fp"
+
+    trained = runner.invoke(
+        app,
+        ["devices", "train", str(cam), str(lock), "--devices", str(table), "--model", str(model), "--window", "600"],
+    )
+    listed = runner.invoke(
+        app, ["devices", "list", str(cam), str(lock), "--model", str(model), "--window", "600", "--json"]
+    )
+    swapped = tmp_path / "swapped.csv"
+    swapped.write_text("device,address,type\ncam-01,192.168.1.11,cam\n")
+    checked = runner.invoke(
+        app,
+        ["devices", "check", str(lock), "--devices", str(swapped), "--model", str(model), "--window", "600", "--json"],
+    )
+
+    assert trained.exit_code == 0, trained.output
+    assert listed.exit_code == 0, listed.output
+    ident = {r["device"]: r["type"] for r in json.loads(listed.stdout)}
+    assert ident == {"192.168.1.10": "cam", "192.168.1.11": "lock"}
+    assert checked.exit_code == 0, checked.output
+    alerts = json.loads(checked.stdout)
+    assert alerts and {a["misuse_type"] for a in alerts} == {"impersonation"}
+
+
+def test_device_type_strips_the_number() -> None:
+    assert device_type("blink-cam-01") == "blink-cam"
+    assert device_type("hue") == "hue"
