@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from misuse.cli import data, demo, devices, evaluate, federate, firmware, models, profile, scale, serve
+from misuse.cli import (
+    data,
+    demo,
+    devices,
+    evaluate,
+    exfil,
+    federate,
+    firmware,
+    integrity,
+    models,
+    profile,
+    scale,
+    serve,
+)
 from misuse.cli import rules as rules_cli
 
 app = typer.Typer(
@@ -27,6 +40,8 @@ app.add_typer(profile.profile_app, name="profile")
 app.add_typer(federate.federate_app, name="federate")
 app.add_typer(rules_cli.app, name="rules")
 app.add_typer(firmware.firmware_app, name="firmware")
+app.add_typer(integrity.integrity_app, name="integrity")
+app.add_typer(exfil.exfil_app, name="exfil")
 app.add_typer(scale.scale_app, name="scale")
 app.add_typer(devices.devices_app, name="devices")
 app.command("access")(devices.access)
