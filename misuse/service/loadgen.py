@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from misuse.events import events_to_frame
+from misuse.ingest.native import parse_event_object
 from misuse.pipeline import WindowModel, train
 from misuse.store.duck import Store
 
@@ -91,7 +92,10 @@ def train_steady_model(
         start = np.floor((end - 86400.0 + k * 86400.0 / windows) / window) * window
         r = rate * float(rng.uniform(0.7, 1.3))
         hist += steady_events(n_entities, r, float(start), window, seed=seed + k, prefix=f"hist{k}")
-    model = train(events_to_frame(hist), window=window, target_fpr=0.001, seed=seed)
+    # flattened exactly as the live path flattens payloads
+    model = train(
+        events_to_frame(parse_event_object(e, "loadgen") for e in hist), window=window, target_fpr=0.001, seed=seed
+    )
     model.info["dataset"] = "synthetic-steady"
     model.save(store.model_dir(name))
     store.register_model(name, "window", model.info)

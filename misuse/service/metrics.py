@@ -7,6 +7,8 @@ import math
 import threading
 from collections import defaultdict
 
+import numpy as np
+
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 _HELP = {
@@ -79,6 +81,19 @@ class Metrics:
             counts[bisect.bisect_left(LATENCY_BUCKETS, value)] += count
             acc[0] += value * count
             acc[1] += count
+
+    def observe_many(self, name: str, values: list[float]) -> None:
+        """Record many observations in a histogram at once."""
+        if not values:
+            return
+        idx = np.searchsorted(np.asarray(LATENCY_BUCKETS), np.asarray(values, dtype="float64"), side="left")
+        per_bucket = np.bincount(idx, minlength=len(LATENCY_BUCKETS) + 1)
+        with self._lock:
+            counts, acc = self._hist.setdefault(name, ([0] * (len(LATENCY_BUCKETS) + 1), [0.0, 0.0]))
+            for i, c in enumerate(per_bucket):
+                counts[i] += int(c)
+            acc[0] += float(np.sum(values))
+            acc[1] += len(values)
 
     def render(self) -> str:
         """The exposition text."""

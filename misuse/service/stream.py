@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from misuse.alerts.model import Alert
 from misuse.errors import ParseError
@@ -225,8 +226,7 @@ class StreamProcessor:
         self.metrics.inc("misuse_events_stored_total", report.accepted)
         self.metrics.inc("misuse_events_duplicate_total", report.duplicates)
         self.metrics.observe("misuse_batch_seconds", time.perf_counter() - t0)
-        for r in received:
-            self.metrics.observe("misuse_event_lag_seconds", done - r)
+        self.metrics.observe_many("misuse_event_lag_seconds", [done - r for r in received])
         self._announce(report.alerts)
         return report
 
@@ -294,21 +294,23 @@ class StreamProcessor:
         return [recs[i] for i in keep], [rec_t[i] for i in keep]
 
     def _insert(self, recs: list[dict[str, object]], received: list[float], origin: str, now: datetime) -> None:
-        frame = pd.DataFrame(
+        n = len(recs)
+        us = pa.timestamp("us", tz="UTC")
+        table = pa.table(
             {
-                "event_id": [str(r["event_id"]) for r in recs],
-                "ts": pd.to_datetime(np.array([r["ts"] for r in recs], dtype="float64") * 1e6, unit="us", utc=True),
-                "entity": [str(r["entity"]) for r in recs],
-                "kind": [str(r.get("kind", "")) for r in recs],
-                "action": [str(r.get("action", "")) for r in recs],
-                "peer": [str(r.get("peer", "")) for r in recs],
-                "origin": origin,
-                "record": [json.dumps(r, separators=(",", ":")) for r in recs],
-                "received_at": pd.to_datetime(np.array(received) * 1e6, unit="us", utc=True),
-                "stored_at": now,
+                "event_id": pa.array([str(r["event_id"]) for r in recs], pa.string()),
+                "ts": pa.array((np.array([r["ts"] for r in recs], dtype="float64") * 1e6).astype("int64")).cast(us),
+                "entity": pa.array([str(r["entity"]) for r in recs], pa.string()),
+                "kind": pa.array([str(r.get("kind", "")) for r in recs], pa.string()),
+                "action": pa.array([str(r.get("action", "")) for r in recs], pa.string()),
+                "peer": pa.array([str(r.get("peer", "")) for r in recs], pa.string()),
+                "origin": pa.array([origin] * n, pa.string()),
+                "record": pa.array([json.dumps(r, separators=(",", ":")) for r in recs], pa.string()),
+                "received_at": pa.array((np.asarray(received, dtype="float64") * 1e6).astype("int64")).cast(us),
+                "stored_at": pa.array([int(now.timestamp() * 1e6)] * n, pa.int64()).cast(us),
             }
         )
-        self.store.con.register("_batch_events", frame)
+        self.store.con.register("_batch_events", table)
         try:
             self.store.con.execute("INSERT INTO stream_events SELECT * FROM _batch_events")
         finally:
