@@ -78,7 +78,7 @@ def connect(spec: str, *, processes: bool = True, memory_limit: str | None = Non
                 threads_per_worker=1,
                 processes=processes,
                 dashboard_address=None,
-                silence_logs=logging.WARNING,
+                silence_logs=logging.ERROR,
                 **extra,
             ) as cluster,
             distributed.Client(cluster) as client,
