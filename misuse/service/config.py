@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,6 @@ class ServiceConfig:
     idle_close: float = 5.0
     store_url: str = "duckdb"
     insecure_dev: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tokens_path(self) -> Path:
@@ -172,12 +171,12 @@ def load_config(
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise InvalidParameterError(f"{path}: cannot read the service config: {exc}") from None
         for k, v in table.items():
-            if k not in _TYPES or k == "extra":
+            if k not in _TYPES:
                 raise InvalidParameterError(f"{path}: unknown setting {k!r}")
             values[k] = _coerce(k, v)
     for name in _TYPES:
         key = ENV_PREFIX + name.upper()
-        if name != "extra" and key in env:
+        if key in env:
             values[name] = _coerce(name, env[key])
     pw_file = env.get(ENV_PREFIX + "MQTT_PASSWORD_FILE")
     if pw_file and "mqtt_password" not in over:
@@ -186,6 +185,6 @@ def load_config(
         except OSError as exc:
             raise InvalidParameterError(f"MISUSE_MQTT_PASSWORD_FILE={pw_file}: cannot read: {exc}") from None
     for k, v in over.items():
-        values[k] = _coerce(k, v) if k != "extra" else v
+        values[k] = _coerce(k, v)
     values["project"] = project
     return replace(ServiceConfig(), **values).check()

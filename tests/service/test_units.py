@@ -163,3 +163,17 @@ def test_any_payload_gives_events_or_dead_letters_and_nothing_else(payload: byte
     assert len(parsed.records) + len(parsed.dead) >= 1
     assert all(isinstance(d["reason"], str) and d["reason"] for d in parsed.dead)
     assert all(isinstance(r["ts"], float) and r["entity"] and r["event_id"] for r in parsed.records)
+
+
+def test_docs_cover_every_setting_and_endpoint() -> None:
+    from dataclasses import fields
+
+    from misuse.service.app import create_app
+    from misuse.service.config import ServiceConfig
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "service.md").read_text()
+    missing = [f.name for f in fields(ServiceConfig) if f"`{f.name}`" not in doc]
+    paths = {getattr(r, "path", "") for r in create_app(load_config({}, env={})).routes}
+    api_paths = {p for p in paths if p.startswith(("/api", "/metrics"))}
+    assert not missing, f"settings not in docs/service.md: {missing}"
+    assert not [p for p in api_paths if f"`{p}`" not in doc], "endpoints missing from docs/service.md"
