@@ -73,7 +73,12 @@ def wait_published(infos: list[mqtt.MQTTMessageInfo], timeout: float = 60.0) -> 
     """Wait until the broker acknowledged every message."""
     end = time.monotonic() + timeout
     for info in infos:
-        while not info.is_published():
+        # published while the broker was down: paho keeps QoS 1 messages and sends them on
+        # reconnect, but is_published() raises for them; watch the PUBACK flag itself
+        def done(i: mqtt.MQTTMessageInfo = info) -> bool:
+            return bool(i._published) if i.rc == mqtt.MQTT_ERR_NO_CONN else i.is_published()
+
+        while not done():
             if time.monotonic() > end:
                 raise TimeoutError("messages not acknowledged by the broker")
             time.sleep(0.01)
