@@ -9,7 +9,7 @@ TORCH  := torch==2.13.0
 # Debian packages the tests drive for real (broker, browser, firmware images)
 SYSTEM_PACKAGES := mosquitto chromium chromium-driver
 
-.PHONY: demo test bench lint unit venv-core venv-dev system-deps clean
+.PHONY: demo test bench lint unit venv-core venv-dev venv-fed system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +19,21 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e .
 	touch $@
 
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(PIP) install -q -e ".[dev,ml,deep,service,firmware]" "$(TORCH)"
+$(VENV)/.dev: pyproject.toml Makefile | $(BIN)/python
+	$(PIP) install -q -e ".[dev,ml,deep,service,firmware,rl,scale]" "$(TORCH)"
 	touch $@ $(VENV)/.core
+
+# Flower pins older web frameworks than the service uses, so it lives in its own environment
+# (docs/federated.md); the federated tests drive it through subprocesses.
+FED := .venv-fed
+$(FED)/.done: pyproject.toml Makefile
+	$(PYTHON) -m venv $(FED)
+	$(FED)/bin/pip install -q --disable-pip-version-check -e ".[federated]" pytest
+	touch $@
 
 venv-core: $(VENV)/.core
 venv-dev: $(VENV)/.dev
+venv-fed: $(FED)/.done
 
 system-deps:
 	bash scripts/system-deps.sh $(SYSTEM_PACKAGES)
@@ -34,7 +43,7 @@ demo: $(VENV)/.core
 	$(BIN)/misuse demo --out demo-out
 
 ## make test: lint, type-check and the whole test suite (real-data tests need ../shared/data)
-test: $(VENV)/.dev system-deps lint unit
+test: $(VENV)/.dev $(FED)/.done system-deps lint unit
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check misuse tests benchmarks
@@ -45,8 +54,8 @@ unit: $(VENV)/.dev
 	$(BIN)/python -m pytest -q -p no:randomly
 
 ## make bench: the benchmarks under benchmarks/ at full size (long)
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev $(FED)/.done
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) demo-out .misuse
+	rm -rf $(VENV) $(FED) demo-out .misuse

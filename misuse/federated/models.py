@@ -49,6 +49,9 @@ class FedAutoencoder:
         Code size, >= 1.
     seed:
         Seed of the initial weights (every site and the server build the same start).
+    keep_optimizer:
+        Keep Adam's state at the site from one round to the next (it is never sent); False
+        restarts the optimiser every round.
 
     Examples
     --------
@@ -65,7 +68,7 @@ class FedAutoencoder:
     #: smallest variance used to standardise (standard deviation 0.1 in sign-log units)
     VAR_FLOOR = 1e-2
 
-    def __init__(self, n_features: int, hidden: int = 8, seed: int = 0) -> None:
+    def __init__(self, n_features: int, hidden: int = 8, seed: int = 0, keep_optimizer: bool = True) -> None:
         _check(
             isinstance(n_features, int) and n_features >= 1, "FedAutoencoder n_features must be an int >= 1", n_features
         )
@@ -73,6 +76,9 @@ class FedAutoencoder:
         self.n_features = n_features
         self.hidden = hidden
         self.seed = seed
+        self.keep_optimizer = keep_optimizer
+        # Adam's moment estimates and step count: local state, kept between rounds, never sent
+        self._adam: tuple[list[np.ndarray], list[np.ndarray], int] | None = None
         rng = np.random.default_rng(seed)
         d, h = n_features, hidden
         self.mean = np.zeros(d)
@@ -151,9 +157,9 @@ class FedAutoencoder:
         Z = self._z(X)
         rng = np.random.default_rng(seed)
         params = [self.W1, self.b1, self.W2, self.b2]
-        m = [np.zeros_like(p) for p in params]
-        v = [np.zeros_like(p) for p in params]
-        step = 0
+        if self._adam is None or not self.keep_optimizer:
+            self._adam = ([np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params], 0)
+        m, v, step = self._adam
         for _ in range(epochs):
             order = rng.permutation(len(Z))
             for start in range(0, len(Z), batch_size):
@@ -172,6 +178,7 @@ class FedAutoencoder:
                     vi *= 0.999
                     vi += 0.001 * g * g
                     p -= lr * (mi / (1 - 0.9**step)) / (np.sqrt(vi / (1 - 0.999**step)) + 1e-8)
+        self._adam = (m, v, step)
         self.mean, self.sq = local_mean, local_sq
         return len(X)
 
