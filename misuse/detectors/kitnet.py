@@ -52,25 +52,32 @@ def feature_groups(X: np.ndarray, max_group: int) -> list[list[int]]:
     return sorted(groups)
 
 
-@njit(cache=True)
+# fast-math without the no-NaN/no-Inf assumptions: exp(-x) may overflow to inf, and 1/(1+inf) = 0 is right
+_FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+@njit(cache=True, fastmath=_FAST)
 def _ae_rmse(x: np.ndarray, a: int, nv: int, nh: int, W: np.ndarray, hb: np.ndarray, vb: np.ndarray,
              hid: np.ndarray) -> float:  # fmt: skip
     for q in range(nh):
-        acc = hb[a, q]
-        for j in range(nv):
-            acc += x[j] * W[a, j, q]
-        hid[q] = 0.5 * (1.0 + np.tanh(0.5 * acc))
+        hid[q] = hb[a, q]
+    for j in range(nv):  # row-major walk over W[a] (visible-major), so the inner loop is contiguous
+        xj = x[j]
+        for q in range(nh):
+            hid[q] += xj * W[a, j, q]
+    for q in range(nh):
+        hid[q] = 1.0 / (1.0 + math.exp(-hid[q]))  # the sigmoid; exp is cheaper than tanh
     err = 0.0
     for j in range(nv):
         acc = vb[a, j]
         for q in range(nh):
             acc += hid[q] * W[a, j, q]
-        d = x[j] - 0.5 * (1.0 + np.tanh(0.5 * acc))
+        d = x[j] - 1.0 / (1.0 + math.exp(-acc))
         err += d * d
-    return float(np.sqrt(err / nv))
+    return math.sqrt(err / nv)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _score_kernel(X: np.ndarray, mn: np.ndarray, span: np.ndarray, gidx: np.ndarray, ens: tuple,  # type: ignore[type-arg]
                   omin: np.ndarray, ospan: np.ndarray, out: tuple, clip: float) -> np.ndarray:  # type: ignore[type-arg]  # fmt: skip
     """KitNET scores of raw rows: one pass per row through every small autoencoder, then the output one."""
