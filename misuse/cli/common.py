@@ -98,3 +98,30 @@ def ticker(prog: Progress, description: str, total: int | None = None) -> Callab
     """A callback that advances a new progress task by n."""
     task = prog.add_task(description, total=total)
     return lambda n: prog.advance(task, n)
+
+
+# Scale-out options shared by `misuse ingest/train/detect` and `misuse scale ...`
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        help="Run on Dask: a scheduler address (tcp://host:8786) or local:N for N local workers. "
+        "Needs --partitioned DIR. Results equal the single-process run.",
+        envvar="MISUSE_CLUSTER",
+    ),
+]
+PartitionedOpt = Annotated[
+    Path | None,
+    typer.Option("--partitioned", help="Folder of events partitioned by entity (written by ingest --partitioned)."),
+]
+BucketsOpt = Annotated[
+    int, typer.Option("--buckets", help="Number of entity hash partitions to write (a few per worker core).")
+]
+
+
+def check_cluster(partitioned: Path | None, cluster: str | None) -> None:
+    """A clear error when ``--cluster`` came without ``--partitioned``."""
+    if cluster is not None and partitioned is None:
+        raise InvalidParameterError(
+            f"--cluster {cluster} needs --partitioned DIR (a dataset written by `misuse ingest --partitioned DIR`)"
+        )

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from misuse.cli.common import (
     DEFAULT_PROJECT,
+    BucketsOpt,
     JsonOpt,
     ProjectOpt,
     console,
@@ -19,6 +20,7 @@ from misuse.cli.common import (
     progress,
     ticker,
 )
+from misuse.scale.partition import DEFAULT_BUCKETS
 from misuse.workflows import ingest_files
 
 
@@ -39,24 +41,41 @@ def ingest(
         typer.Option("--mapping", "-m", help="Column mapping for csv/jsonl: a built-in name or a YAML file."),
     ] = None,
     append: Annotated[bool, typer.Option("--append", help="Add to the dataset instead of replacing it.")] = False,
+    partitioned: Annotated[
+        Path | None,
+        typer.Option(
+            "--partitioned", help="Write Parquet partitioned by entity to this folder (for train/detect --cluster)."
+        ),
+    ] = None,
+    buckets: BucketsOpt = DEFAULT_BUCKETS,
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
     """Read files (pcap, Zeek, CSV/JSONL, auth logs, Cowrie, SEA) into the project store.
 
-    Bad records are counted and set aside in a dead-letter file; they never stop the run.
+    With ``--partitioned DIR`` the events go to Parquet files partitioned by entity hash instead,
+    ready for ``misuse train|detect --partitioned DIR --cluster ...``. Bad records are counted and
+    set aside in a dead-letter file; they never stop the run.
     """
     with handled():
         store = open_store(project, create=True)
         options = {"mapping": mapping} if mapping else None
         with progress(not as_json) as prog:
-            result = ingest_files(
-                store, paths, dataset, fmt=fmt, options=options, append=append, tick=ticker(prog, "events")
-            )
+            kw = {"fmt": fmt, "options": options, "append": append, "tick": ticker(prog, "events")}
+            if partitioned is None:
+                result = ingest_files(store, paths, dataset, **kw)  # type: ignore[arg-type]
+            else:
+                from misuse.scale.workflows import ingest_partitioned
+
+                result = ingest_partitioned(store, paths, partitioned, dataset, buckets=buckets, **kw)  # type: ignore[arg-type]
+        where = f"dataset '{dataset}'"
         if as_json:
-            emit_json(result.to_dict())
+            extra = {} if partitioned is None else {"partitioned": str(partitioned), "buckets": buckets}
+            emit_json({**result.to_dict(), **extra})
             return
-        console.print(f"[bold]{result.rows:,}[/] events from {len(result.files)} file(s) into dataset '{dataset}'")
+        if partitioned is not None:
+            where = f"{partitioned} ({buckets} entity partitions, {where})"
+        console.print(f"[bold]{result.rows:,}[/] events from {len(result.files)} file(s) into {where}")
         if result.bad_records:
             console.print(
                 f"[yellow]{result.bad_records:,} bad record(s) set aside[/] in {result.dead_letter_file}; "

@@ -1,4 +1,4 @@
-"""``misuse train`` and ``misuse detect``."""
+"""``misuse train`` and ``misuse detect`` (from the project store, or a partitioned dataset on Dask)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ from typing import Annotated
 
 import typer
 
+from misuse.alerts.model import Alert
 from misuse.cli.common import (
     DEFAULT_PROJECT,
+    ClusterOpt,
     JsonOpt,
+    PartitionedOpt,
     ProjectOpt,
+    check_cluster,
     console,
     emit_json,
     handled,
@@ -33,29 +37,36 @@ def train(
         bool, typer.Option("--benign-only", help="Drop windows whose events carry attack labels.")
     ] = False,
     until: Annotated[str | None, typer.Option("--until", help="Only events before this UTC time.")] = None,
+    partitioned: PartitionedOpt = None,
+    cluster: ClusterOpt = None,
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Learn normal behaviour from a stored dataset: window features, detector, calibrated threshold."""
+    """Learn normal behaviour: window features, detector, calibrated threshold.
+
+    Reads the stored dataset, or with ``--partitioned DIR`` a dataset partitioned by entity, whose
+    per-entity work runs on Dask with ``--cluster`` (same model as in one process).
+    """
     with handled():
-        store = open_store(project)
-        m = train_on_store(
-            store,
-            dataset,
-            model,
-            window=window,
-            target_fpr=fpr,
-            detector=detector,
-            seed=seed,
-            benign_only=benign_only,
-            until=until,
-        )
+        check_cluster(partitioned, cluster)
+        store = open_store(project, create=partitioned is not None)
+        opts = {"window": window, "target_fpr": fpr, "seed": seed}
+        common = {"detector": detector, "benign_only": benign_only, "until": until}
+        if partitioned is None:
+            m = train_on_store(store, dataset, model, **opts, **common)  # type: ignore[arg-type]
+        else:
+            from misuse.scale.workflows import train_on_partitioned
+
+            with progress(not as_json) as prog:
+                tick = ticker(prog, "partitions")
+                m = train_on_partitioned(store, partitioned, model, cluster=cluster, tick=tick, **opts, **common)  # type: ignore[arg-type]
         info = {**m.info, "model": model, "threshold": m.threshold.threshold_}
         if as_json:
             emit_json(info)
             return
+        where = f" on {cluster}" if cluster else ""
         console.print(
-            f"trained [bold]{model}[/] ({detector}) on {info['train_windows']:,} windows of {window:g}s "
+            f"trained [bold]{model}[/] ({detector}){where} on {info['train_windows']:,} windows of {window:g}s "
             f"from {info['entities']} entities; threshold {m.threshold.threshold_:.4f} set for "
             f"{fpr:.2%} false positives on {info['calibration_windows']:,} held-out windows"
         )
@@ -65,20 +76,38 @@ def detect(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Stored dataset to score.")] = "default",
     model: Annotated[str | None, typer.Option("--model", help="Model name (default: the active one).")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only events at or after this UTC time.")] = None,
+    partitioned: PartitionedOpt = None,
+    cluster: ClusterOpt = None,
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score a stored dataset with a trained model and store explained alerts."""
+    """Score a dataset with a trained model and store explained alerts.
+
+    Reads the stored dataset, or with ``--partitioned DIR`` a dataset partitioned by entity (on
+    Dask with ``--cluster``).
+    """
     with handled():
+        check_cluster(partitioned, cluster)
         store = open_store(project)
         with progress(not as_json) as prog:
-            alerts, scored = detect_on_store(store, dataset, model, since=since, tick=ticker(prog, "alerts"))
+            if partitioned is None:
+                alerts, scored = detect_on_store(store, dataset, model, since=since, tick=ticker(prog, "alerts"))
+            else:
+                from misuse.scale.workflows import detect_on_partitioned
+
+                alerts, scored = detect_on_partitioned(
+                    store, partitioned, model, cluster=cluster, since=since, tick=ticker(prog, "partitions")
+                )
         if as_json:
             emit_json({"windows": len(scored), "alerts": [a.to_dict() for a in alerts]})
             return
-        console.print(f"scored {len(scored):,} windows: [bold]{len(alerts)}[/] alert(s) stored")
-        by_type: dict[str, int] = {}
-        for a in alerts:
-            by_type[a.misuse_type] = by_type.get(a.misuse_type, 0) + 1
-        for t, n in sorted(by_type.items(), key=lambda kv: -kv[1]):
-            console.print(f"  {t:<20} {n}")
+        _print_detected(len(scored), alerts)
+
+
+def _print_detected(windows: int, alerts: list[Alert]) -> None:
+    console.print(f"scored {windows:,} windows: [bold]{len(alerts)}[/] alert(s) stored")
+    by_type: dict[str, int] = {}
+    for a in alerts:
+        by_type[a.misuse_type] = by_type.get(a.misuse_type, 0) + 1
+    for t, n in sorted(by_type.items(), key=lambda kv: -kv[1]):
+        console.print(f"  {t:<20} {n}")

@@ -71,3 +71,32 @@ def test_a_bad_cluster_value_is_a_usage_error_naming_it(tmp_path: Path) -> None:
 
     assert result.exit_code == 3
     assert "local:0" in result.output
+
+
+def test_top_level_ingest_train_detect_take_partitioned_and_cluster(tmp_path: Path, scheduler: str) -> None:
+    project = ["--project", str(tmp_path / "proj")]
+    history = _jsonl(tmp_path / "history.jsonl", site_rows(40, entities=4, per_entity=150))
+    today = _jsonl(tmp_path / "today.jsonl", site_rows(41, entities=4, per_entity=150, scan_entity="dev01"))
+    parts_h, parts_t = str(tmp_path / "ph"), str(tmp_path / "pt")
+
+    ingested = _ok(["ingest", str(history), "--partitioned", parts_h, "--buckets", "2", "--json", *project])
+    _ok(["ingest", str(today), "--partitioned", parts_t, "-d", "today", "--buckets", "2", "--json", *project])
+    common = ["--partitioned", parts_h, "--window", "600", "--json", *project]
+    single = _ok(["train", "--model", "one", *common])
+    scaled = _ok(["train", "--model", "two", "--cluster", scheduler, *common])
+    found_single = _ok(["detect", "--partitioned", parts_t, "--model", "one", "--json", *project])
+    found_scaled = _ok(
+        ["detect", "--partitioned", parts_t, "--model", "two", "--cluster", scheduler, "--json", *project]
+    )
+
+    assert ingested["rows"] == 4 * 150 and ingested["partitioned"] == parts_h and ingested["buckets"] == 2
+    assert scaled["threshold"] == single["threshold"] and scaled["train_windows"] == single["train_windows"]
+    assert [a["score"] for a in found_scaled["alerts"]] == [a["score"] for a in found_single["alerts"]]
+    assert found_scaled["windows"] == found_single["windows"] > 0
+
+
+def test_cluster_without_a_partitioned_dataset_is_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "--cluster", "local:1", "--project", str(tmp_path)])
+
+    assert result.exit_code == 3
+    assert "--partitioned" in result.output
