@@ -1,0 +1,339 @@
+"""Response policies: a learned contextual bandit, and the two fixed baselines it is measured against.
+
+Why a contextual bandit and not PPO/DQN: :class:`~misuse.response.env.ResponseEnv` charges each
+decision the whole cost it causes (a quarantine's effect over its hold is part of its reward),
+so the best action depends on the observation alone and a one-step learner is enough. A
+linear model per action (ridge regression of the reward on a fixed quadratic expansion of the
+standardised observation) trains in seconds on a few replays, updates exactly from one
+analyst verdict at a time (two sufficient statistics per action), explains every decision as
+per-feature contributions, and saves as JSON + npz. Deep RL would need far more episodes than
+there are labelled streams, and torch at run time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from misuse.errors import InvalidParameterError, NotFittedError, SchemaError
+from misuse.response.env import (
+    ACTIONS,
+    ALERT,
+    IGNORE,
+    OBS_FEATURES,
+    QUARANTINE,
+    RATE_LIMIT,
+    Costs,
+    Outcome,
+    ResponseEnv,
+    run_episode,
+)
+
+_RISK = OBS_FEATURES.index("risk")
+_STREAK = OBS_FEATURES.index("streak")
+
+
+class StaticThresholdPolicy:
+    """Take one fixed action (alert by default) when the fused risk reaches a threshold; else ignore.
+
+    The default is the plain alerting rule: alert at the detector's threshold (fused risk 0.5),
+    never contain. :meth:`tuned` picks the threshold and action of lowest cost on training streams.
+    """
+
+    name = "static-threshold"
+
+    def __init__(self, threshold: float = 0.5, action: int = ALERT) -> None:
+        if not 0 <= action < len(ACTIONS):
+            raise InvalidParameterError(
+                f"The 'action' parameter of StaticThresholdPolicy must be in [0, {len(ACTIONS)}). "
+                f"Got {action!r} instead."
+            )
+        self.threshold = threshold
+        self.action = action
+
+    def act(self, obs: np.ndarray) -> int:
+        """``action`` at or above the threshold, else IGNORE."""
+        return self.action if obs[_RISK] >= self.threshold else IGNORE
+
+    @classmethod
+    def tuned(
+        cls,
+        replays: Sequence[Any],
+        costs: Costs | None = None,
+        actions: Sequence[int] = (ALERT, RATE_LIMIT, QUARANTINE),
+        steps: int = 20,
+        **env_kw: Any,
+    ) -> StaticThresholdPolicy:
+        """The (threshold, action) pair of lowest total cost on ``replays``.
+
+        Thresholds are the 0, 1/steps, ..., 1 quantiles of the replays' fused risk and the
+        detector's threshold 0.5, so the result is never worse there than the default. Pass
+        training streams only: tuning on the streams it is evaluated on would flatter it.
+        """
+        if not actions:
+            raise InvalidParameterError("StaticThresholdPolicy.tuned: no actions to choose from")
+        env = ResponseEnv(replays, costs, **env_kw)
+        risk = np.concatenate([r.frame["risk"].to_numpy(float) for r in replays])
+        grid = np.unique(np.append(np.quantile(risk, np.linspace(0.0, 1.0, steps + 1)), 0.5))
+        best = (np.inf, float(grid[0]), int(actions[0]))
+        for a in actions:
+            for th in grid:
+                pol = cls(float(th), a)
+                cost = sum(run_episode(env, pol.act, k).total_cost for k in range(len(replays)))
+                if cost < best[0]:
+                    best = (cost, float(th), int(a))
+        return cls(best[1], best[2])
+
+
+class RulebookPolicy:
+    """A fixed rulebook: the severity ladder of fused alerts plus a repeat-offender rule.
+
+    risk >= 0.95 quarantine; >= 0.8 rate-limit; >= 0.5 alert, escalated to quarantine when the
+    entity has been hot for ``streak`` windows in a row; else ignore.
+    """
+
+    name = "rulebook"
+
+    def __init__(self, streak: int = 3) -> None:
+        self.streak = streak
+
+    def act(self, obs: np.ndarray) -> int:
+        """The rule that matches first."""
+        risk = obs[_RISK]
+        if risk >= 0.95:
+            return QUARANTINE
+        if risk >= 0.8:
+            return RATE_LIMIT
+        if risk >= 0.5:
+            return QUARANTINE if obs[_STREAK] >= np.log1p(self.streak) else ALERT
+        return IGNORE
+
+
+@dataclass
+class Contribution:
+    """How much one observed feature pushed the chosen action over the runner-up."""
+
+    feature: str
+    actual: float
+    typical: float
+    weight: float
+
+
+class BanditPolicy:
+    """A linear contextual bandit over :data:`~misuse.response.env.ACTIONS`.
+
+    Parameters
+    ----------
+    ridge:
+        L2 penalty of each action's reward regression.
+    epsilon:
+        Exploration rate at the start of training (decays to a tenth over the epochs).
+    seed:
+        Seed of the exploration.
+
+    Examples
+    --------
+    >>> from misuse.response.replay import synthetic_replay
+    >>> env = ResponseEnv([synthetic_replay("toy", seed=s) for s in range(2)])
+    >>> pol = BanditPolicy(seed=0).fit(env, epochs=2)
+    >>> pol.act(np.zeros(len(OBS_FEATURES))) in range(len(ACTIONS))
+    True
+    """
+
+    name = "bandit"
+
+    def __init__(self, ridge: float = 1.0, epsilon: float = 0.3, seed: int = 0) -> None:
+        if ridge <= 0:
+            raise InvalidParameterError(f"The 'ridge' parameter of BanditPolicy must be > 0. Got {ridge!r} instead.")
+        if not 0.0 <= epsilon <= 1.0:
+            raise InvalidParameterError(
+                f"The 'epsilon' parameter of BanditPolicy must be in [0, 1]. Got {epsilon!r} instead."
+            )
+        self.ridge = ridge
+        self.epsilon = epsilon
+        self.seed = seed
+
+    # ----- model ---------------------------------------------------------------------------
+    def _phi(self, obs: np.ndarray) -> np.ndarray:
+        z = np.clip((np.asarray(obs, float) - self.mean_) / self.scale_, -5.0, 5.0)
+        z = np.nan_to_num(z)
+        return np.concatenate([[1.0], z, z * z / 5.0])
+
+    def _init(self, mean: np.ndarray, scale: np.ndarray) -> None:
+        self.mean_ = mean
+        self.scale_ = np.where(scale > 1e-9, scale, 1.0)
+        d = 1 + 2 * len(OBS_FEATURES)
+        self.A_ = np.stack([np.eye(d) * self.ridge for _ in ACTIONS])
+        self.b_ = np.zeros((len(ACTIONS), d))
+        self.n_ = np.zeros(len(ACTIONS), dtype=np.int64)
+        self.weights_ = np.zeros((len(ACTIONS), d))
+        self.history_: list[dict[str, Any]] = []
+
+    def _refresh(self) -> None:
+        self.weights_ = np.stack([np.linalg.solve(self.A_[a], self.b_[a]) for a in range(len(ACTIONS))])
+
+    def _check(self) -> None:
+        if not hasattr(self, "weights_"):
+            raise NotFittedError("BanditPolicy: call fit (or load a trained policy) first")
+
+    def values(self, obs: np.ndarray) -> np.ndarray:
+        """Expected reward (minus cost) of each action for one observation."""
+        self._check()
+        return np.asarray(self.weights_ @ self._phi(obs))
+
+    def act(self, obs: np.ndarray) -> int:
+        """The action of highest expected reward."""
+        return int(np.argmax(self.values(obs)))
+
+    def update(self, obs: np.ndarray, action: int, reward: float, refresh: bool = True) -> None:
+        """Learn from one (observation, action, reward): a rank-one update of that action's model."""
+        self._check()
+        if not 0 <= action < len(ACTIONS):
+            raise InvalidParameterError(f"BanditPolicy.update: action must be in [0, {len(ACTIONS)}), got {action!r}")
+        x = self._phi(obs)
+        self.A_[action] += np.outer(x, x)
+        self.b_[action] += reward * x
+        self.n_[action] += 1
+        if refresh:
+            self.weights_[action] = np.linalg.solve(self.A_[action], self.b_[action])
+
+    # ----- training ------------------------------------------------------------------------
+    def fit(
+        self,
+        env: ResponseEnv,
+        epochs: int = 8,
+        evaluate: Callable[[BanditPolicy, int], dict[str, Any]] | None = None,
+    ) -> BanditPolicy:
+        """Train offline on the environment's replays, epsilon-greedy, ``epochs`` passes.
+
+        ``evaluate(policy, epoch)`` is called after every epoch; what it returns is kept in
+        ``history_`` (the learning curve).
+        """
+        if epochs < 1:
+            raise InvalidParameterError(f"The 'epochs' parameter of BanditPolicy.fit must be >= 1. Got {epochs!r}.")
+        obs_all = []
+        for k in range(len(env.replays)):
+            env.reset(options={"replay": k})
+            obs_all += [env.observation(int(i)) for i in env._cand[:500]]
+        sample = np.array(obs_all) if obs_all else np.zeros((1, len(OBS_FEATURES)))
+        self._init(sample.mean(axis=0), sample.std(axis=0))
+        self.setting_ = {"floor": env.floor, "hold": env.hold, "costs": asdict(env.costs)}
+        rng = np.random.default_rng(self.seed)
+        for epoch in range(epochs):
+            eps = self.epsilon * (0.1 ** (epoch / max(epochs - 1, 1)))
+            for k in rng.permutation(len(env.replays)):
+                obs, _ = env.reset(options={"replay": int(k)})
+                done = env.current_row is None
+                while not done:
+                    a = int(rng.integers(len(ACTIONS))) if rng.random() < eps else self.act(obs)
+                    nxt, reward, done, _t, _i = env.step(a)
+                    self.update(obs, a, reward)
+                    obs = nxt
+            if evaluate is not None:
+                self.history_.append({"epoch": epoch + 1, **evaluate(self, epoch + 1)})
+        return self
+
+    def explain(self, obs: np.ndarray, top: int = 3) -> tuple[int, list[Contribution]]:
+        """The chosen action and the features that favoured it over the runner-up action."""
+        v = self.values(obs)
+        order = np.argsort(-v)
+        best, second = int(order[0]), int(order[1])
+        z = np.nan_to_num(np.clip((np.asarray(obs, float) - self.mean_) / self.scale_, -5.0, 5.0))
+        d = len(OBS_FEATURES)
+        diff = self.weights_[best] - self.weights_[second]
+        per = diff[1 : 1 + d] * z + diff[1 + d :] * z * z / 5.0
+        idx = np.argsort(-per)[:top]
+        return best, [
+            Contribution(
+                OBS_FEATURES[i],
+                float(obs[i]) if np.isfinite(obs[i]) else float(self.mean_[i]),
+                float(self.mean_[i]),
+                round(float(per[i]), 4),
+            )
+            for i in idx
+            if per[i] > 0
+        ]
+
+    # ----- persistence ---------------------------------------------------------------------
+    def save(self, folder: Path) -> Path:
+        """Save as ``policy.json`` + ``policy.npz`` (no pickle)."""
+        self._check()
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "policy.npz", A=self.A_, b=self.b_, n=self.n_, mean=self.mean_, scale=self.scale_)
+        meta = {
+            "kind": "bandit",
+            "ridge": self.ridge,
+            "epsilon": self.epsilon,
+            "seed": self.seed,
+            "actions": list(ACTIONS),
+            "features": list(OBS_FEATURES),
+            "history": self.history_,
+            "setting": self.setting_,
+            "info": getattr(self, "info_", {}),
+        }
+        (folder / "policy.json").write_text(json.dumps(meta, indent=2, default=str))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> BanditPolicy:
+        """Load what :meth:`save` wrote."""
+        if not (folder / "policy.json").exists():
+            raise SchemaError(f"{folder}: not a saved policy (policy.json missing)")
+        meta = json.loads((folder / "policy.json").read_text())
+        if meta.get("features") != list(OBS_FEATURES) or meta.get("actions") != list(ACTIONS):
+            raise SchemaError(f"{folder}: policy was saved with other features or actions than this misuse uses")
+        pol = cls(ridge=float(meta["ridge"]), epsilon=float(meta["epsilon"]), seed=int(meta["seed"]))
+        with np.load(folder / "policy.npz", allow_pickle=False) as z:
+            pol.A_, pol.b_, pol.n_ = z["A"], z["b"], z["n"]
+            pol.mean_, pol.scale_ = z["mean"], z["scale"]
+        pol.history_ = list(meta.get("history", []))
+        pol.setting_ = dict(meta.get("setting", {}))
+        pol.info_ = dict(meta.get("info", {}))
+        pol._refresh()
+        return pol
+
+    info_: dict[str, Any]
+    #: The environment the policy was trained in: ``floor``, ``hold`` and the ``costs``.
+    setting_: dict[str, Any]
+
+    @property
+    def costs(self) -> Costs:
+        """The stated costs the policy was trained with."""
+        self._check()
+        return Costs(**self.setting_.get("costs", {}))
+
+    @property
+    def hold(self) -> int:
+        """Windows a containing action lasted in training."""
+        self._check()
+        return int(self.setting_.get("hold", 10))
+
+
+def evaluate_policy(
+    act: Callable[[np.ndarray], int], replays: Sequence[Any], costs: Costs | None = None, **env_kw: Any
+) -> list[Outcome]:
+    """Run ``act`` over each replay (greedy, no learning) and return the outcomes."""
+    env = ResponseEnv(replays, costs, **env_kw)
+    return [run_episode(env, act, k) for k in range(len(replays))]
+
+
+def verdict_reward(action: int, true_positive: bool, costs: Costs | None = None, hold: int = 1) -> float:
+    """The reward an analyst's verdict implies for one decided window, as the environment charges it.
+
+    A rate limit or quarantine is charged over ``hold`` windows of the entity, all taken to be
+    what the verdict says (the environment charges the windows the hold really covers; the store
+    only knows the verdict on the decided one). Ignore and raise-threshold cost a missed attack
+    on a true positive; alert costs the analyst's time plus a detected attack or a false alarm.
+    """
+    if hold < 1:
+        raise InvalidParameterError(f"The 'hold' parameter of verdict_reward must be >= 1. Got {hold!r} instead.")
+    c = costs or Costs()
+    contain = action in (RATE_LIMIT, QUARANTINE)
+    review = c.analyst if action in (ALERT, RATE_LIMIT, QUARANTINE) else 0.0
+    window_action = action if action in (ALERT, RATE_LIMIT, QUARANTINE) else IGNORE
+    return -(review + (hold if contain else 1) * c.window_cost(window_action, true_positive))

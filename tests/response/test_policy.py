@@ -1,0 +1,132 @@
+"""The learned bandit policy and its baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from misuse.errors import InvalidParameterError, NotFittedError, SchemaError
+from misuse.response.env import ACTIONS, ALERT, IGNORE, OBS_FEATURES, QUARANTINE, RATE_LIMIT, Costs, ResponseEnv
+from misuse.response.policy import (
+    BanditPolicy,
+    RulebookPolicy,
+    StaticThresholdPolicy,
+    evaluate_policy,
+    verdict_reward,
+)
+from misuse.response.replay import Replay
+
+
+def _cost(act, replays: list[Replay]) -> float:  # type: ignore[no-untyped-def]
+    return sum(o.total_cost for o in evaluate_policy(act, replays))
+
+
+def test_bandit_beats_both_baselines_on_held_out_replays(
+    train_replays: list[Replay], held_replays: list[Replay]
+) -> None:
+    pol = BanditPolicy(seed=0).fit(ResponseEnv(train_replays), epochs=4)
+
+    learned = _cost(pol.act, held_replays)
+
+    assert learned < _cost(StaticThresholdPolicy().act, held_replays)
+    assert learned < _cost(RulebookPolicy().act, held_replays)
+
+
+def test_learning_curve_is_recorded_per_epoch(train_replays: list[Replay]) -> None:
+    pol = BanditPolicy(seed=1).fit(
+        ResponseEnv(train_replays), epochs=3, evaluate=lambda p, e: {"cost": _cost(p.act, train_replays), "e": e}
+    )
+
+    assert [h["epoch"] for h in pol.history_] == [1, 2, 3]
+    assert all(np.isfinite(h["cost"]) for h in pol.history_)
+
+
+def test_same_seed_same_policy_and_save_load_round_trip(train_replays: list[Replay], tmp_path: Path) -> None:
+    a = BanditPolicy(seed=3).fit(ResponseEnv(train_replays), epochs=2)
+    b = BanditPolicy(seed=3).fit(ResponseEnv(train_replays), epochs=2)
+    a.save(tmp_path / "p")
+
+    c = BanditPolicy.load(tmp_path / "p")
+
+    np.testing.assert_allclose(a.weights_, b.weights_)
+    rng = np.random.default_rng(0)
+    for x in rng.normal(size=(20, len(OBS_FEATURES))):
+        assert a.act(x) == c.act(x)
+    assert not list(tmp_path.glob("p/*.pkl"))
+
+
+def test_load_refuses_other_features(train_replays: list[Replay], tmp_path: Path) -> None:
+    BanditPolicy(seed=0).fit(ResponseEnv(train_replays), epochs=1).save(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "policy.json").read_text())
+    meta["features"] = ["risk"]
+    (tmp_path / "p" / "policy.json").write_text(json.dumps(meta))
+
+    with pytest.raises(SchemaError, match="other features"):
+        BanditPolicy.load(tmp_path / "p")
+    with pytest.raises(SchemaError, match="not a saved policy"):
+        BanditPolicy.load(tmp_path / "nothing")
+
+
+def test_unfitted_policy_refuses_to_act() -> None:
+    with pytest.raises(NotFittedError):
+        BanditPolicy().act(np.zeros(len(OBS_FEATURES)))
+
+
+def test_updates_move_the_chosen_action(train_replays: list[Replay]) -> None:
+    pol = BanditPolicy(seed=0).fit(ResponseEnv(train_replays), epochs=1)
+    x = np.full(len(OBS_FEATURES), 0.5)
+    before = pol.values(x)[QUARANTINE]
+
+    for _ in range(50):
+        pol.update(x, QUARANTINE, -100.0)
+
+    assert pol.values(x)[QUARANTINE] < before
+
+
+def test_explain_names_features_that_favour_the_choice(train_replays: list[Replay]) -> None:
+    pol = BanditPolicy(seed=0).fit(ResponseEnv(train_replays), epochs=2)
+    env = ResponseEnv(train_replays)
+    obs, _ = env.reset()
+
+    action, because = pol.explain(obs)
+
+    assert action == pol.act(obs)
+    assert all(c.feature in OBS_FEATURES and c.weight > 0 for c in because)
+    assert [c.weight for c in because] == sorted((c.weight for c in because), reverse=True)
+
+
+def test_baselines_follow_their_rules() -> None:
+    x = np.zeros(len(OBS_FEATURES))
+    risk = OBS_FEATURES.index("risk")
+    streak = OBS_FEATURES.index("streak")
+    x[risk] = 0.6
+    assert StaticThresholdPolicy().act(x) == ALERT
+    assert RulebookPolicy().act(x) == ALERT
+    x[streak] = np.log1p(3)
+    assert RulebookPolicy().act(x) == QUARANTINE
+    x[risk] = 0.2
+    assert StaticThresholdPolicy().act(x) == IGNORE == RulebookPolicy().act(x)
+
+
+@pytest.mark.parametrize("action", range(len(ACTIONS)))
+def test_verdict_rewards_follow_the_costs(action: int) -> None:
+    c = Costs()
+
+    tp, fp = verdict_reward(action, True, c), verdict_reward(action, False, c)
+
+    if ACTIONS[action] in ("ignore", "raise_threshold"):
+        assert (tp, fp) == (-c.missed_attack, 0.0)
+    else:
+        assert tp <= -c.analyst and fp <= -c.analyst
+
+
+def test_tuned_threshold_is_no_worse_than_the_default_on_its_training_replays(train_replays: list[Replay]) -> None:
+    tuned = StaticThresholdPolicy.tuned(train_replays, steps=10)
+
+    assert tuned.action in (ALERT, RATE_LIMIT, QUARANTINE)
+    assert _cost(tuned.act, train_replays) <= _cost(StaticThresholdPolicy().act, train_replays)
+    with pytest.raises(InvalidParameterError, match="'action' parameter"):
+        StaticThresholdPolicy(action=7)
