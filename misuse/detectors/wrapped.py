@@ -2,7 +2,7 @@
 
 Each is saved as plain arrays (JSON + npz), never pickle:
 
-- :class:`KMeansDistance`: scikit-learn k-means on robustly scaled features; score = distance to
+- :class:`KMeansDistance`: scikit-learn k-means on robustly scaled features (clipped at ±100); score = distance to
   the nearest centroid. Saved: the centroids.
 - :class:`OneClassSVM`: scikit-learn's RBF one-class SVM; score = minus its decision function
   (plus 1e-9 times the distance to the nearest support vector, which only orders rows so far
@@ -31,8 +31,12 @@ from misuse.detectors.base import Contribution, Detector
 _TIE = 1e-9  # weight of the distance tie-breaker of OneClassSVM
 
 
+_ZCLIP = 100.0  # robust z-scores are clipped here: a near-constant training column (scale 1e-75 on
+# N-BaIoT) would otherwise put every new row at 1e58 and make distances and RBF kernels degenerate
+
+
 def _scaled(det: Detector, X: np.ndarray) -> np.ndarray:
-    return np.asarray((X - det.median_) / det.scale_)
+    return np.asarray(np.clip((X - det.median_) / det.scale_, -_ZCLIP, _ZCLIP))
 
 
 class KMeansDistance(Detector):
