@@ -1,0 +1,85 @@
+"""``misuse policy train|evaluate|apply|log|undo`` end to end on a simulated site and self-made alerts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from misuse.cli import app
+from misuse.response.env import ACTIONS, OBS_FEATURES
+from misuse.store.duck import Store
+
+from .conftest import make_alerts
+
+runner = CliRunner()
+
+
+def _json(args: list[str]) -> object:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_train_evaluate_apply_log_undo_and_learn_from_feedback(tmp_path: Path) -> None:
+    project = tmp_path / ".misuse"
+    p = ["--project", str(project)]
+
+    trained = _json(["policy", "train", "--seeds", "1", "--epochs", "2", "--name", "resp", *p])
+    assert isinstance(trained, dict)
+    assert trained["streams"] == ["sim-1"]
+    assert [h["epoch"] for h in trained["learning_curve"]] == [1, 2]
+
+    evaluated = _json(["policy", "evaluate", "--seeds", "11", *p])
+    assert isinstance(evaluated, list)
+    assert {r["policy"] for r in evaluated} == {"resp", "static-threshold", "rulebook"}
+    assert all(r["stream"] == "sim-11" and r["attack_windows"] > 0 for r in evaluated)
+
+    store = Store(project)
+    store.add_alerts(make_alerts(), dataset="d", model="m")
+    store.close()
+    applied = _json(["policy", "apply", *p])
+    assert isinstance(applied, dict)
+    decisions = applied["decisions"]
+    assert applied["policy"] == "resp" and len(decisions) == len(make_alerts())
+    assert all(d["action"] in ACTIONS for d in decisions)
+    assert all(c["feature"] in OBS_FEATURES for d in decisions for c in d["because"])
+    assert any(d["because"] for d in decisions)
+
+    logged = _json(["policy", "log", *p])
+    assert isinstance(logged, list)
+    assert sorted(r["action_id"] for r in logged) == sorted(d["action_id"] for d in decisions)
+
+    first = decisions[0]["action_id"]
+    assert _json(["policy", "undo", first, *p]) == {"undone": 1}
+    again = runner.invoke(app, ["policy", "undo", first, *p])
+    assert again.exit_code == 4 and first in again.output
+    undone = _json(["policy", "log", "--status", "undone", *p])
+    assert isinstance(undone, list)
+    assert [r["action_id"] for r in undone] == [first]
+
+    fb = runner.invoke(app, ["feedback", decisions[1]["alert_id"], "false_positive", *p])
+    assert fb.exit_code == 0, fb.output
+    after = _json(["policy", "apply", *p])
+    assert isinstance(after, dict)
+    assert after["learned_from_feedback"] == 1 and after["decisions"] == []
+
+
+def test_apply_without_a_trained_policy_says_so(tmp_path: Path) -> None:
+    Store(tmp_path / ".misuse").close()
+
+    result = runner.invoke(app, ["policy", "apply", "--project", str(tmp_path / ".misuse")])
+
+    assert result.exit_code == 5
+    assert "misuse policy train" in result.output
+
+
+def test_bad_seeds_and_sources_are_input_errors(tmp_path: Path) -> None:
+    p = ["--project", str(tmp_path / ".misuse")]
+
+    bad_seeds = runner.invoke(app, ["policy", "train", "--seeds", "1,x", *p])
+    bad_source = runner.invoke(app, ["policy", "train", "--source", "nope", "--data", str(tmp_path), *p])
+
+    assert bad_seeds.exit_code == 3 and "1,x" in bad_seeds.output
+    assert bad_source.exit_code == 3 and "nope" in bad_source.output
