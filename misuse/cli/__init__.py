@@ -14,6 +14,7 @@ from misuse.cli import (
     firmware,
     integrity,
     models,
+    policy,
     profile,
     scale,
     serve,
@@ -44,6 +45,7 @@ app.add_typer(integrity.integrity_app, name="integrity")
 app.add_typer(exfil.exfil_app, name="exfil")
 app.add_typer(scale.scale_app, name="scale")
 app.add_typer(devices.devices_app, name="devices")
+app.add_typer(policy.policy_app, name="policy")
 app.command("access")(devices.access)
 # one `misuse eval` group: the dataset evaluations (cli/evaluate.py) plus `eval sea` from cli/profile.py
 evaluate.app.registered_commands += profile.eval_app.registered_commands
