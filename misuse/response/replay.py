@@ -78,7 +78,8 @@ def replay_from_scored(
     ]
     risks = fuse([*alerts, *extra_alerts], window=window)
     by_key = {(r.entity, int(r.window_start.timestamp() // window)): r for r in risks}
-    t = (starts.astype("int64") // 10**9).to_numpy() // int(window)
+    seconds = ((starts - pd.Timestamp(0, tz=UTC)) / pd.Timedelta(seconds=1)).to_numpy(float)
+    t = np.floor(seconds / window).astype(np.int64)  # the fusion window of each row, as fuse() counts it
     rows = [by_key[(str(e), int(ti))] for e, ti in zip(scored["entity"], t, strict=True)]
     frame = pd.DataFrame(
         {
