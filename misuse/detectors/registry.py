@@ -22,6 +22,7 @@ _DETECTORS: dict[str, str] = {
     "ocsvm": "misuse.detectors.wrapped:OneClassSVM",
     "ecod": "misuse.detectors.wrapped:ECOD",
     "hst": "misuse.detectors.wrapped:HalfSpaceTrees",
+    "cnn": "misuse.detectors.cnn:PacketCNN",
 }
 
 
