@@ -91,3 +91,12 @@ def test_mqttset_without_addresses_has_no_address_columns(shared_data: Path) -> 
     assert not set(ds.ADDRESS_COLUMNS) & set(split.test.columns)
     assert split.test.shape[1] == 115
     assert set(np.unique(split.cls_test)) == {"benign", *ds.MQTT_CLASSES}
+
+
+@pytest.mark.realdata
+def test_toniot_uses_sensor_readings_only(shared_data: Path) -> None:
+    # TON_IoT's attack rows were recorded at other hours than its normal rows: the time of day
+    # alone separates them, so it must not be a feature
+    split = ds.toniot(shared_data, "thermostat", limit=600)
+    assert list(split.train.columns) == ["current_temperature", "thermostat_status"]
+    assert list(split.test.columns) == list(split.sup_test.columns)  # type: ignore[union-attr]
