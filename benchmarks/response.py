@@ -123,8 +123,8 @@ def main() -> None:
     print("\ntotal over training streams (bandit: after the last epoch)")
     for seed, hist in curves.items():
         print(f"bandit seed {seed:<5d} cost {hist[-1]['train_cost']:9.1f}")
-    for name, cost in train_cost.items():
-        print(f"{name:17s} cost {cost:9.1f}")
+    for name, level in train_cost.items():
+        print(f"{name:17s} cost {level:9.1f}")
     _plot(curves, final, train_cost, args.png)
     print(f"\nlearning curves: {args.png}  (total {time.time() - t0:.0f}s)")
 
