@@ -170,6 +170,7 @@ def apply(
         table = Table("action id", "entity", "action", "risk", "because")
         for d in decisions:
             because = "; ".join(f"{c['feature']}={c['actual']:.3g} (typical {c['typical']:.3g})" for c in d["because"])
+            because = because or "no feature stands out: the policy's choice for a typical alert"
             table.add_row(d["action_id"], d["entity"], d["action"], f"{d['risk']:.2f}", because)
         console.print(table)
         verb = "decided (dry run)" if dry_run else "decided and logged"
