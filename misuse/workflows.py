@@ -17,6 +17,8 @@ from misuse.pipeline import WindowModel, detect, train
 from misuse.store.duck import Store
 
 Tick = Callable[[int], None]
+#: writes batches of events from the named sources somewhere; returns the rows written
+EventSink = Callable[[Iterator[pd.DataFrame], list[str]], int]
 
 
 @dataclass
@@ -56,11 +58,14 @@ def ingest_files(
     options: dict[str, Any] | None = None,
     append: bool = False,
     tick: Tick | None = None,
+    write: EventSink | None = None,
 ) -> IngestResult:
     """Read files with the right readers and write their events into ``store`` as ``dataset``.
 
     Bad records are set aside in ``<project>/deadletter/<dataset>.jsonl`` and in the store's
     ``dead_letters`` table. A file that is wrong as a whole raises :class:`ParseError`.
+    ``write(batches, sources)`` replaces the store as the destination of the events (it returns
+    how many rows it wrote); the scale-out path passes a partitioned Parquet writer.
     """
     from misuse.ingest.formats import get_reader, sniff_format
 
@@ -86,7 +91,11 @@ def ingest_files(
                     tick(len(frame))
                 yield frame
 
-    result.rows = store.write_events(dataset, batches(), [str(f) for f in files], replace=not append)
+    sources = [str(f) for f in files]
+    if write is None:
+        result.rows = store.write_events(dataset, batches(), sources, replace=not append)
+    else:
+        result.rows = write(batches(), sources)
     result.bad_records = dead.count
     result.first_bad = dead.first()
     store.add_dead_letters(dataset, dead.samples, dead.count)

@@ -10,14 +10,13 @@ from typing import Any
 import pandas as pd
 
 from misuse.alerts.model import Alert
-from misuse.errors import ParseError, StoreError
-from misuse.ingest.base import DeadLetter
+from misuse.errors import StoreError
 from misuse.pipeline import WindowModel, detect, train
 from misuse.scale.cluster import connect, parse_cluster
 from misuse.scale.partition import DEFAULT_BUCKETS, PartitionedDataset, write_partitioned
 from misuse.scale.run import detect_partitioned, train_partitioned
 from misuse.store.duck import Store
-from misuse.workflows import IngestResult, expand_paths
+from misuse.workflows import IngestResult, ingest_files
 
 Tick = Callable[[int], None]
 
@@ -39,38 +38,14 @@ def ingest_partitioned(
     Bad records go to ``<project>/deadletter/<dataset>.jsonl`` and the store's ``dead_letters``
     table, as with :func:`misuse.workflows.ingest_files`.
     """
-    from misuse.ingest.formats import get_reader, sniff_format
 
-    files = expand_paths(paths)
-    if not files:
-        raise ParseError("no input files", source=", ".join(map(str, paths)) or "(none)")
-    dl_path = store.root / "deadletter" / f"{dataset}.jsonl"
-    if not append and dl_path.exists():
-        dl_path.unlink()
-    dead = DeadLetter(path=dl_path)
-    result = IngestResult(dataset=dataset, dead_letter_file=str(dl_path))
-    readers = []
-    for f in files:
-        kind = fmt or sniff_format(f)
-        result.formats[str(f)] = kind
-        readers.append((f, get_reader(kind, **(options or {}))))
+    def write(batches: Iterator[pd.DataFrame], sources: list[str]) -> int:
+        meta = Path(out) / "_dataset.json"
+        before = PartitionedDataset.open(out).rows if append and meta.is_file() else 0
+        ds = write_partitioned(batches, out, dataset, buckets=buckets, sources=sources, replace=not append)
+        return ds.rows - before
 
-    def batches() -> Iterator[pd.DataFrame]:
-        for f, reader in readers:
-            result.files.append(str(f))
-            for frame in reader.batches(f, dead=dead):
-                if tick is not None:
-                    tick(len(frame))
-                yield frame
-
-    before = PartitionedDataset.open(out).rows if append and (Path(out) / "_dataset.json").is_file() else 0
-    sources = [str(f) for f in files]
-    ds = write_partitioned(batches(), out, dataset, buckets=buckets, sources=sources, replace=not append)
-    result.rows = ds.rows - before
-    result.bad_records = dead.count
-    result.first_bad = dead.first()
-    store.add_dead_letters(dataset, dead.samples, dead.count)
-    return result
+    return ingest_files(store, paths, dataset, fmt=fmt, options=options, append=append, tick=tick, write=write)
 
 
 def train_on_partitioned(
