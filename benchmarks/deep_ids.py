@@ -47,10 +47,11 @@ from misuse.detectors.supervised import class_report, make_classifier
 from misuse.detectors.threshold import FPRThreshold
 from misuse.eval import datasets as ds
 from misuse.eval.metrics import binary_metrics
-from misuse.features.flows import read_iot23_flows
+from misuse.features.flows import FLOW_NUMS, iot23_flow_features, read_iot23_flows
 from misuse.features.packetseq import flow_summary, history_sequences, packet_sequences, to_frame
 from misuse.ingest.pcap_stream import PacketArrays
 from misuse.ingest.zeek import ZeekReader
+from misuse.simulate import simulate_site
 
 TARGET_FPR = 0.01
 CLASSIC_FLOW = ("iforest", "kitnet", "ecod", "autoencoder")
@@ -186,18 +187,14 @@ def _graph_frame(flows: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def bench_iot23(root: Path, seeds: list[int]) -> dict[str, Any]:
-    split, tr, ca, te = iot23_rows(root)
+def flow_unsupervised(
+    U: dict[str, Any], seeds: list[int], split: ds.Split, tr: pd.DataFrame, ca: pd.DataFrame, te: pd.DataFrame,
+    tag: str,
+) -> None:  # fmt: skip
+    """Classic detectors on the flow features; CNN on the history sequence (alone and with the flow
+    features); GNN with the flow features as edges. ``tr``/``ca``/``te`` are the raw flows,
+    row-aligned with ``split.train``/``calib``/``test``."""
     y, cls = split.y_test, split.cls_test
-    res: dict[str, Any] = {
-        "dataset": "iot23 34-1",
-        "protocol": split.protocol,
-        "rows": {"train": len(tr), "calibration": len(ca), "test": len(te)},
-        "test_classes": {str(k): int(v) for k, v in zip(*np.unique(cls, return_counts=True), strict=True)},
-        "unsupervised": {},
-        "supervised": {},
-    }
-    U = res["unsupervised"]
     for name in CLASSIC_FLOW:
         U[f"{name} (flow features)"] = run_seeds(
             seeds,
@@ -207,7 +204,7 @@ def bench_iot23(root: Path, seeds: list[int]) -> dict[str, Any]:
             y,
             cls,
         )
-        print(f"  iot23 {name} done", flush=True)
+        print(f"  {tag} {name} done", flush=True)
     H = {k: _history_frame(f) for k, f in (("tr", tr), ("ca", ca), ("te", te))}
     U["cnn (history sequence)"] = run_seeds(
         seeds,
@@ -240,6 +237,69 @@ def bench_iot23(root: Path, seeds: list[int]) -> dict[str, Any]:
         y,
         cls,
     )
+
+
+def bench_sim(seeds: list[int], days: int = 4, scale: float = 0.5, site_seed: int = 7) -> dict[str, Any]:
+    """The simulator's site: clean days train (last 25% in time of each device calibration), the
+    attack day test; features and rules as for IoT-23 (the harness has no simulator split)."""
+    site = simulate_site(seed=site_seed, days=days, scale=scale)
+    ev = site.flows
+    flows = pd.DataFrame(
+        {
+            "ts": ev["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9,
+            "entity": ev["entity"].astype(str).to_numpy(),
+            "peer": ev["peer"].astype(str).to_numpy(),
+            "dst_port": ev["num.dst_port"].to_numpy(dtype="float64"),
+            "proto": ev["cat.proto"].astype(str).to_numpy(),
+            "conn_state": ev["cat.conn_state"].astype(str).to_numpy(),
+            "label": ev["label"].astype(str).to_numpy(),
+            "history": ev["cat.history"].fillna("-").astype(str).to_numpy(),
+        }
+    )
+    for c in FLOW_NUMS:
+        flows[c] = ev[f"num.{c}"].to_numpy(dtype="float64")
+    day0 = float(np.floor(flows["ts"].min() / 86400) * 86400)
+    attack_day = (flows["ts"] - day0) // 86400 == days - 1
+    clean, te = flows[~attack_day].reset_index(drop=True), flows[attack_day].reset_index(drop=True)
+    f_clean, baseline = iot23_flow_features(clean)
+    f_te, _ = iot23_flow_features(te, baseline=baseline)
+    cal = clean.groupby("entity")["ts"].rank(pct=True).to_numpy() > 0.75
+    cls = te["label"].to_numpy()
+    split = ds.Split(
+        "simulator",
+        f_clean[~cal].reset_index(drop=True),
+        f_clean[cal].reset_index(drop=True),
+        f_te.reset_index(drop=True),
+        (cls != "benign").astype(int),
+        cls,
+        f"simulate_site(seed={site_seed}, days={days}, scale={scale}): flows of the clean days train, the last 25% "
+        "(time) of each device's clean flows calibration, every flow of the attack day test; IoT-23's flow features.",
+    )
+    res: dict[str, Any] = {
+        "dataset": "simulator",
+        "protocol": split.protocol,
+        "rows": {"train": len(split.train), "calibration": len(split.calib), "test": len(split.test)},
+        "test_classes": {str(k): int(v) for k, v in zip(*np.unique(cls, return_counts=True), strict=True)},
+        "unsupervised": {},
+        "supervised": {},
+    }
+    tr, ca = clean[~cal].reset_index(drop=True), clean[cal].reset_index(drop=True)
+    flow_unsupervised(res["unsupervised"], seeds, split, tr, ca, te, "sim")
+    return res
+
+
+def bench_iot23(root: Path, seeds: list[int]) -> dict[str, Any]:
+    split, tr, ca, te = iot23_rows(root)
+    cls = split.cls_test
+    res: dict[str, Any] = {
+        "dataset": "iot23 34-1",
+        "protocol": split.protocol,
+        "rows": {"train": len(tr), "calibration": len(ca), "test": len(te)},
+        "test_classes": {str(k): int(v) for k, v in zip(*np.unique(cls, return_counts=True), strict=True)},
+        "unsupervised": {},
+        "supervised": {},
+    }
+    flow_unsupervised(res["unsupervised"], seeds, split, tr, ca, te, "iot23")
     print("  iot23 deep unsupervised done", flush=True)
     # supervised: all harness rows, first 70% (time) of every class train
     feats = pd.concat([split.train, split.calib, split.test], ignore_index=True)
@@ -470,6 +530,8 @@ def show(res: dict[str, Any]) -> None:
         print(
             f"   {'':44s} recall by class: " + ", ".join(f"{c} {_f(v, True)}" for c, v in m["recall_by_class"].items())
         )
+    if not res["supervised"]:
+        return
     print(f"   supervised rows={res.get('supervised_rows')}  (argmax decision; ROC-AUC of P(not benign))")
     for name, m in res["supervised"].items():
         per = ", ".join(f"{c} {_f(v, True)}" for c, v in m["recall_by_class"].items())
@@ -483,7 +545,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="shared data folder (default MISUSE_DATA_DIR or ../shared/data)")
     ap.add_argument("--seeds", type=int, default=5, help="seeds 0..n-1 (default 5)")
-    ap.add_argument("--only", choices=("iot23", "mqttset"), default=None)
+    ap.add_argument("--only", choices=("iot23", "mqttset", "simulator"), default=None)
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     root = ds.data_root(args.data)
@@ -495,6 +557,9 @@ def main() -> None:
         show(out[-1])
     if args.only in (None, "mqttset"):
         out.append(bench_mqtt(root, seeds))
+        show(out[-1])
+    if args.only in (None, "simulator"):
+        out.append(bench_sim(seeds))
         show(out[-1])
     print("\ndata: " + ds.CITATIONS["iot23"] + "; " + ds.CITATIONS["mqttset"])
     if args.json:
