@@ -302,3 +302,20 @@ def test_gnn_classifier_and_errors() -> None:
         FlowGraphSAGE(bogus=1)
     with pytest.raises(InvalidParameterError, match="labels"):
         FlowGraphSAGE(mode="classify").learn_many(test)
+
+
+@pytest.mark.realdata
+def test_iot23_histories_give_finite_sequences_for_every_flow(shared_data: Path) -> None:
+    from misuse.ingest.zeek import ZeekReader
+
+    path = shared_data / "iot23" / "CTU-IoT-Malware-Capture-34-1" / "bro" / "conn.log.labeled"
+    ev = pd.concat(list(ZeekReader().batches(path)), ignore_index=True)
+    seq = history_sequences(
+        ev["cat.history"].fillna("-").to_numpy(),
+        *(ev[f"num.{c}"].to_numpy(dtype="float64") for c in ("orig_pkts", "resp_pkts", "orig_bytes", "resp_bytes")),
+        ev["num.duration"].to_numpy(dtype="float64"),
+        n_packets=12,
+    )
+    assert seq.shape == (23_145, len(CHANNELS), 12)  # PROVENANCE.md: 23,145 flows
+    assert np.isfinite(seq).all()
+    assert (seq[:, CHANNELS.index("present")].sum(axis=1) >= 1).mean() > 0.99
