@@ -1,5 +1,5 @@
-"""Deep IDS beside the classic detectors: the packet-sequence CNN and the flow-graph GNN on IoT-23 34-1
-and MQTTset, on the evaluation harness's splits, seeds and training-set thresholds.
+"""Deep IDS beside the classic detectors: the packet-sequence CNN and the flow-graph GNN on IoT-23 34-1,
+MQTTset and the simulator, on the evaluation harness's splits, seeds and training-set thresholds.
 
 Usage: ``nice .venv/bin/python benchmarks/deep_ids.py [--data ../shared/data] [--seeds 5] [--json out.json]``
 
@@ -21,6 +21,10 @@ packets each), so the classic packet detectors are reported twice: per packet (t
 and per segment (max packet score over the segment's packets, threshold fitted on calibration
 segments). Benign segments whose first packet lies in the first 80% of benign-5mb-train are
 training, the rest calibration.
+
+Simulator (:func:`misuse.simulate.simulate_site`, seed 7, 4 days, scale 0.5; the harness has no
+simulator split): clean days train, the last 25% (time) of each device's clean flows calibration,
+the attack day test, with IoT-23's flow features and models.
 
 Supervised (beside it): IoT-23: the harness's rows of 34-1 and the honeypots, first 70% (time) of
 every class train, last 30% test. MQTTset: benign-5mb-train plus every attack's ``-train`` capture
