@@ -5,13 +5,17 @@ The model learns from known-good images of one family (other versions, other arc
 * the section layout (names, flags) and how much lies past the described ELF content (overlay);
 * for every section name, the byte statistics of its 4 KiB windows (entropy, printable share,
   zero share, top-byte share), with a nearest-neighbour distance threshold learned by leaving
-  one reference out at a time;
+  one reference out at a time; kept over all machines, and for executable sections also per
+  machine (code of one instruction set is compared with code of the same set when at least two
+  references have it; data sections look alike across instruction sets and stay pooled);
 * the vocabulary of printable strings.
 
 An inspected image is compared window by window with the known-good windows of the same
 section; windows farther from all of them than the learned threshold are merged into regions and
-reported with their offsets. Bytes after the ELF content, sections no reference has, and new
-strings that look like hosts, URLs or remote-shell hints are reported too.
+reported with their offsets. Bytes after the ELF content, sections no reference of the same
+machine has (executable ones, or data sections of at least one window: compilers add and drop
+small constant pools between versions), an image built for a machine no reference is built for,
+and new strings that look like hosts, URLs or remote-shell hints are reported too.
 
 Examples
 --------
@@ -44,6 +48,8 @@ from misuse.firmware.signing import sha256
 WHOLE = "<image>"
 DETECTOR = "firmware.family"
 _MIN_THRESHOLD = 0.05
+_SHF_EXECINSTR = 0x4
+_SEP = "::"
 _KIND_WORDS = {"host": "host/URL", "risky": "remote-shell/downloader"}
 _SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
@@ -56,7 +62,8 @@ class Finding:
     ----------
     check:
         ``region`` (unusual bytes), ``overlay`` (data after the ELF content), ``section``
-        (a section no reference has), ``string`` (new host/URL/remote-shell string).
+        (a section no reference of the same machine has), ``machine`` (no reference is built for
+        the image's machine), ``string`` (new host/URL/remote-shell string).
     offset, length:
         Where in the image (bytes).
     score:
@@ -131,11 +138,13 @@ class FamilyModel:
         self.references_, self.strings_ = [], set()
         for i, (data, name) in enumerate(zip(images, names, strict=True)):
             layout, secs = _sections(data, name)
+            code = {s.name for s in layout.sections if s.flags & _SHF_EXECINSTR} if layout else set()
             for sec, start, end in secs:
                 f = window_features(data, self.window, start, end)
                 if len(f):
-                    feats.setdefault(sec, []).append(f)
-                    owners.setdefault(sec, []).append(np.full(len(f), i))
+                    for key in (sec, _machine_key(layout.machine, sec)) if layout and sec in code else (sec,):
+                        feats.setdefault(key, []).append(f)
+                        owners.setdefault(key, []).append(np.full(len(f), i))
             self.strings_.update(s for _, s in strings_with_offsets(data))
             self.references_.append(
                 {
@@ -179,9 +188,28 @@ class FamilyModel:
             return []
         layout, secs = _sections(data, name)
         findings: list[Finding] = []
-        known_sections = {s for r in self.references_ for s in r["sections"]}
+        machine = layout.machine if layout else "raw"
+        same = [r for r in self.references_ if r["machine"] == machine]
+        if not same:
+            known = sorted({str(r["machine"]) for r in self.references_})
+            findings.append(
+                Finding(
+                    "machine",
+                    0,
+                    min(len(data), 64),
+                    1.0,
+                    "medium",
+                    f"built for {machine}, but no known-good image of the family is (they are {', '.join(known)}); "
+                    "its section layout cannot be compared",
+                    f"machines {known}",
+                    machine,
+                )
+            )
+        known_sections = {s for r in same for s in r["sections"]}
+        flags = {s.name: s.flags for s in layout.sections} if layout else {}
         for sec, start, end in secs:
-            if sec not in known_sections and end > start:
+            small_data = end - start < self.window and not flags.get(sec, 0) & _SHF_EXECINSTR
+            if same and sec not in known_sections and end > start and not small_data:
                 findings.append(
                     Finding(
                         "section",
@@ -189,25 +217,31 @@ class FamilyModel:
                         end - start,
                         2.0,
                         "high",
-                        f"section {sec} ({end - start:,} bytes at {start:#x}) is in no known-good image",
+                        f"section {sec} ({end - start:,} bytes at {start:#x}) is in no known-good {machine} image",
                         f"sections {sorted(known_sections)[:12]}",
                         sec,
                     )
                 )
-            findings.extend(self._regions(data, sec, start, end))
+            findings.extend(self._regions(data, sec, start, end, machine))
         if layout is not None:
             findings.extend(self._overlay(data, layout))
         findings.extend(self._strings(data))
         return sorted(findings, key=lambda f: (f.offset, f.check))
 
-    def _regions(self, data: bytes, sec: str, start: int, end: int) -> list[Finding]:
-        ref = self.windows_.get(sec)
+    def _regions(self, data: bytes, sec: str, start: int, end: int, machine: str) -> list[Finding]:
+        key = _machine_key(machine, sec)
+        if key not in self.windows_ or len(np.unique(self.owners_[key])) < 2:
+            key = sec
+        pooled = [v for k, v in self.windows_.items() if _SEP not in k]
+        ref = self.windows_.get(key)
         if ref is None:
-            ref = np.vstack(list(self.windows_.values())) if self.windows_ else None
+            ref = np.vstack(pooled) if pooled else None
         f = window_features(data, self.window, start, end)
         if ref is None or not len(f):
             return []
-        limit = self.thresholds_.get(sec, max(self.thresholds_.values(), default=_MIN_THRESHOLD))
+        limit = self.thresholds_.get(
+            key, max((v for k, v in self.thresholds_.items() if _SEP not in k), default=_MIN_THRESHOLD)
+        )
         d = _nearest(f, ref)
         bad = d > limit
         out = []
@@ -362,6 +396,11 @@ class FamilyModel:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ParseError(f"not a firmware family profile ({exc})", source=str(path)) from None
         return m
+
+
+def _machine_key(machine: str, section: str) -> str:
+    """Key of one machine's windows of a section (the bare section name pools all machines)."""
+    return f"{machine}{_SEP}{section}"
 
 
 def _nearest(a: np.ndarray, b: np.ndarray, chunk: int = 128) -> np.ndarray:

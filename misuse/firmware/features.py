@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import numpy as np
@@ -10,14 +11,15 @@ WINDOW_FEATURES: tuple[str, ...] = ("entropy", "printable", "zeros", "top_byte")
 _STRING = re.compile(rb"[\x20-\x7e]{6,}")
 HOST = re.compile(
     r"(?:https?|ftp|tftp|telnet)://[^\s\"'<>]+"
-    r"|\b(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?\b"
+    r"|(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?!\.?\w)"
     r"|\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:com|net|org|io|ru|cn|info|biz|xyz|top|cc|tk|su|pw|example)\b"
     r"(?::\d{1,5})?",
     re.IGNORECASE,
 )
 RISKY = re.compile(
     r"\btelnetd\b|/dev/tcp/|\bnc\s+-[el]|/bin/sh\s+-i|\btftp\b|\bwget\s+http|\bcurl\s+http|\bchmod\s+777"
-    r"|\biptables\s+-F|\bdropbear\b|\bkillall\b|/etc/shadow|\bbusybox\s+[a-z]+",
+    r"|\biptables\s+-F|\bdropbear\b|\bkillall\b|/etc/shadow"
+    r"|\bbusybox\s+(?:wget|tftp|ftpget|nc|telnetd|sh\b|chmod|rm\s+-rf)",
     re.IGNORECASE,
 )
 
@@ -81,9 +83,31 @@ def strings_with_offsets(data: bytes, min_len: int = 6) -> list[tuple[int, str]]
 
 
 def string_kind(text: str) -> str:
-    """``host`` for an address/URL/domain, ``risky`` for a remote-shell or downloader hint, else ``text``."""
-    if HOST.search(text):
-        return "host"
+    """``host`` for an address/URL/domain, ``risky`` for a remote-shell or downloader hint, else ``text``.
+
+    A bare IPv4 literal counts as a host only when it names a remote machine: the unspecified,
+    loopback and broadcast addresses (``0.0.0.0`` bind defaults, ``127.0.0.1``) and dotted quads
+    inside longer tokens (``0.0.0.0.in-addr.``, version numbers like ``1.2.3.4.5``) do not. Version
+    banners such as ``BusyBox v1.30.1`` are text; ``busybox wget`` or ``busybox telnetd`` are risky.
+
+    Examples
+    --------
+    >>> texts = ("http://cnc.example/x", "0.0.0.0.in-addr.", "BusyBox v1.30.1", "busybox telnetd -l /bin/sh")
+    >>> [string_kind(s) for s in texts]
+    ['host', 'text', 'text', 'risky']
+    """
+    for m in HOST.finditer(text):
+        if not m.group()[0].isdigit() or _remote(m.group()):
+            return "host"
     if RISKY.search(text):
         return "risky"
     return "text"
+
+
+def _remote(literal: str) -> bool:
+    """True for an IPv4 literal (with optional port) that is not unspecified, loopback or broadcast."""
+    try:
+        addr = ipaddress.IPv4Address(literal.split(":")[0])
+    except ValueError:
+        return True
+    return not (addr.is_unspecified or addr.is_loopback or addr == ipaddress.IPv4Address("255.255.255.255"))

@@ -3,7 +3,9 @@
 ``apt-get download`` fetches ``busybox-static`` and ``busybox`` for the machine's architecture.
 Other architectures of ``busybox-static`` (arm64, armhf) come from a private package index kept
 in the cache folder (``apt-get -o Dir::State::Lists=...``), so the machine's dpkg architectures
-and apt lists are never changed. Packages are unpacked with ``dpkg-deb -x``. Without apt or
+and apt lists are never changed. Other upstream versions of the amd64 ``busybox-static``
+(Debian bullseye 1.30.1, trixie 1.37.0) come the same way, from a private sources list naming
+those releases. Packages are unpacked with ``dpkg-deb -x``. Without apt or
 network the tests skip with the reason, unless ``CI=true``, where they fail.
 """
 
@@ -19,6 +21,7 @@ import pytest
 CACHE = Path(os.environ.get("MISUSE_FIRMWARE_CACHE", Path.home() / ".cache" / "misuse-firmware"))
 NATIVE = ("busybox-static", "busybox")
 FOREIGN = ("arm64", "armhf")
+OTHER_RELEASES = ("bullseye", "trixie")
 
 
 def _unavailable(reason: str) -> None:
@@ -60,17 +63,69 @@ def fetch_busybox(cache: Path = CACHE) -> dict[str, Path]:
         if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
             return {}
         _run(["apt-get", "download", *NATIVE], debs)
-        lists, apt_cache = cache / "apt" / "lists", cache / "apt" / "cache"
-        (lists / "partial").mkdir(parents=True, exist_ok=True)
-        (apt_cache / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-        opts = ["-o", f"Dir::State::Lists={lists}", "-o", f"Dir::Cache={apt_cache}", "-o", "Debug::NoLocking=1"]
-        for arch in ("amd64", *FOREIGN):
-            opts += ["-o", f"APT::Architectures::={arch}"]
+        opts = _apt_opts(cache, ("amd64", *FOREIGN))
         if _run(["apt-get", *opts, "update"], debs):
             for arch in FOREIGN:
                 _run(["apt-get", *opts, "download", f"busybox-static:{arch}"], debs)
         shutil.rmtree(cache / "apt", ignore_errors=True)
     return _extract(debs, cache / "unpacked")
+
+
+def _apt_opts(cache: Path, archs: tuple[str, ...], sources: Path | None = None) -> list[str]:
+    lists, apt_cache = cache / "apt" / "lists", cache / "apt" / "cache"
+    (lists / "partial").mkdir(parents=True, exist_ok=True)
+    (apt_cache / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    opts = ["-o", f"Dir::State::Lists={lists}", "-o", f"Dir::Cache={apt_cache}", "-o", "Debug::NoLocking=1"]
+    if sources is not None:
+        opts += ["-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null"]
+    for arch in archs:
+        opts += ["-o", f"APT::Architectures::={arch}"]
+    return opts
+
+
+def fetch_busybox_versions(cache: Path = CACHE) -> dict[str, Path]:
+    """Download (once) the amd64 busybox-static of other Debian releases.
+
+    Returns ``{"busybox-static-<upstream version>-amd64": path}``; empty without apt or network.
+    """
+    debs = cache / "versions"
+    debs.mkdir(parents=True, exist_ok=True)
+    if not any(debs.glob("busybox-static_*.deb")):
+        if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+            return {}
+        sources = cache / "versions.sources.list"
+        keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+        sources.write_text(
+            "".join(
+                f"deb [signed-by={keyring}] http://deb.debian.org/debian {suite} main\n" for suite in OTHER_RELEASES
+            )
+        )
+        opts = _apt_opts(cache, ("amd64",), sources)
+        if _run(["apt-get", *opts, "update"], debs):
+            for suite in OTHER_RELEASES:
+                _run(["apt-get", *opts, "download", f"busybox-static/{suite}"], debs)
+        shutil.rmtree(cache / "apt", ignore_errors=True)
+    found: dict[str, Path] = {}
+    for deb in sorted(debs.glob("busybox-static_*_amd64.deb")):
+        upstream = deb.name.split("_")[1].replace("%3a", ":").split(":")[-1].split("-")[0]
+        target = cache / "unpacked-versions" / upstream
+        binaries = [target / "bin" / "busybox", target / "usr" / "bin" / "busybox"]
+        if not any(b.is_file() for b in binaries):
+            target.mkdir(parents=True, exist_ok=True)
+            _run(["dpkg-deb", "-x", str(deb), str(target)], debs)
+        for b in binaries:
+            if b.is_file():
+                found[f"busybox-static-{upstream}-amd64"] = b
+    return found
+
+
+@pytest.fixture(scope="session")
+def busybox_versions() -> dict[str, bytes]:
+    """Genuine amd64 busybox-static images of other Debian releases (at least one)."""
+    found = fetch_busybox_versions()
+    if not found:
+        _unavailable(f"apt-get download busybox-static/{OTHER_RELEASES} gave nothing in {CACHE}")
+    return {k: p.read_bytes() for k, p in sorted(found.items())}
 
 
 @pytest.fixture(scope="session")

@@ -71,3 +71,6 @@ def test_window_features_and_strings() -> None:
     assert entropy(bytes(range(256))) == 8.0
     assert [s for _, s in found][-2:] == ["telnetd", "http://1.2.3.4:23/x"]
     assert [string_kind(s) for _, s in found][-2:] == ["risky", "host"]
+    banners = ["BusyBox v1.30.1 (Debian 1:1.30.1-6+b3)", "0.0.0.0.in-addr.", "bind 0.0.0.0:80", "v1.2.3.4.5"]
+    assert [string_kind(s) for s in banners] == ["text"] * 4
+    assert string_kind("/bin/busybox telnetd -p 2323") == "risky"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,39 @@ def family(busybox: dict[str, bytes]) -> FamilyModel:
     return FamilyModel().fit(list(busybox.values()), list(busybox))
 
 
-def test_known_good_image_has_no_finding(family: FamilyModel, busybox: dict[str, bytes], native_static: str) -> None:
+def test_a_reference_image_is_known_by_its_hash(
+    family: FamilyModel, busybox: dict[str, bytes], native_static: str
+) -> None:
     findings = family.inspect(busybox[native_static])
 
     assert findings == []
+
+
+def test_genuine_other_versions_raise_nothing(busybox: dict[str, bytes], busybox_versions: dict[str, bytes]) -> None:
+    for held_out, data in busybox_versions.items():
+        refs = {**busybox, **{k: v for k, v in busybox_versions.items() if k != held_out}}
+        model = FamilyModel().fit(list(refs.values()), list(refs))
+
+        findings = model.inspect(data, held_out)
+
+        assert findings == [], held_out
+
+
+def test_an_image_for_a_machine_no_reference_has_is_one_machine_finding(
+    busybox: dict[str, bytes], native_static: str
+) -> None:
+    arch = native_static.rsplit("-", 1)[1]
+    refs = {k: v for k, v in busybox.items() if k.endswith(arch)}
+    foreign = [k for k in busybox if not k.endswith(arch)]
+    if not foreign:
+        pytest.skip("no busybox-static of another architecture was fetched")
+    model = FamilyModel().fit(list(refs.values()), list(refs))
+
+    findings = model.inspect(busybox[foreign[0]])
+
+    assert [f.check for f in findings].count("machine") == 1
+    assert not [f for f in findings if f.check == "section"]
+    assert parse_elf(busybox[foreign[0]]).machine in findings[0].summary
 
 
 def test_appended_payload_is_an_overlay_at_the_old_end(
@@ -69,6 +99,23 @@ def test_replaced_section_is_flagged_inside_the_section(
     covered = sum(f.length for f in regions)
     assert regions and all(sec.offset <= f.offset and f.offset + f.length <= sec.end for f in regions)
     assert covered >= 0.8 * sec.size
+
+
+def test_compressed_code_is_found_against_code_of_the_same_machine(
+    busybox: dict[str, bytes], busybox_versions: dict[str, bytes], native_static: str
+) -> None:
+    refs = {**{k: v for k, v in busybox.items() if k != native_static}, **busybox_versions}
+    model = FamilyModel().fit(list(refs.values()), list(refs))
+    orig = busybox[native_static]
+    text = next(s for s in parse_elf(orig).sections if s.name == ".text")
+    at = text.offset + 65536
+    copy = bytearray(orig)
+    copy[at : at + 16384] = zlib.compress(orig[text.offset : text.offset + 65536], 9)[:16384].ljust(16384, b"\0")
+
+    findings = model.inspect(bytes(copy))
+
+    assert findings and all(f.check == "region" for f in findings)
+    assert all(at - model.window < f.offset < at + 16384 for f in findings)
 
 
 def test_alerts_explain_each_finding_with_its_offset(
