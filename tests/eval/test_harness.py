@@ -100,3 +100,11 @@ def test_toniot_uses_sensor_readings_only(shared_data: Path) -> None:
     split = ds.toniot(shared_data, "thermostat", limit=600)
     assert list(split.train.columns) == ["current_temperature", "thermostat_status"]
     assert list(split.test.columns) == list(split.sup_test.columns)  # type: ignore[union-attr]
+
+
+@pytest.mark.realdata
+def test_toniot_booleans_have_one_spelling(shared_data: Path) -> None:
+    # the garage door writes its phone signal 0/1 in attack rows and false/true in normal rows
+    split = ds.toniot(shared_data, "garage_door", limit=2000)
+    assert "sphone_signal" in split.test.columns
+    assert set(np.unique(split.test["sphone_signal"])) <= {0.0, 1.0}
