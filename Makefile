@@ -6,8 +6,8 @@ PIP    := $(BIN)/pip --disable-pip-version-check
 # torch is pinned and installed in the same pip command as everything that depends on it, so pip
 # takes the local CPU build instead of a multi-GB CUDA one.
 TORCH  := torch==2.13.0
-# Debian packages the tests drive for real (broker, browser, firmware images)
-SYSTEM_PACKAGES := mosquitto chromium chromium-driver
+# Debian packages the tests drive for real (broker, browser, database, firmware images)
+SYSTEM_PACKAGES := mosquitto chromium chromium-driver postgresql
 
 .PHONY: demo test bench lint unit venv-core venv-dev venv-fed system-deps clean
 

@@ -16,15 +16,14 @@ from fastapi.staticfiles import StaticFiles
 
 from misuse import __version__
 from misuse.alerts.model import Alert
-from misuse.errors import InvalidParameterError
 from misuse.service import errors, routes_admin, routes_alerts, routes_entities, routes_events, routes_models
 from misuse.service.auth import TokenStore
+from misuse.service.backends import open_store
 from misuse.service.config import ServiceConfig
 from misuse.service.deps import ServiceState
 from misuse.service.metrics import Metrics
 from misuse.service.sse import AlertHub
 from misuse.service.stream import StreamProcessor
-from misuse.store.duck import Store
 
 log = logging.getLogger("misuse.service")
 DASHBOARD = Path(__file__).parent / "dashboard"
@@ -89,12 +88,7 @@ async def _no_receive() -> Message:
 
 def open_state(cfg: ServiceConfig) -> ServiceState:
     """Open the store, tokens and processor for a configuration (no network yet)."""
-    if cfg.store_url != "duckdb":
-        raise InvalidParameterError(
-            f"store_url {cfg.store_url.split('@')[-1]!r}: PostgreSQL is not available in this version; "
-            "use the default DuckDB store (see docs/service.md)"
-        )
-    store = Store(cfg.project, create=True)
+    store = open_store(cfg)
     lock = threading.RLock()
     metrics = Metrics()
     hub = AlertHub()
@@ -102,7 +96,7 @@ def open_state(cfg: ServiceConfig) -> ServiceState:
         cfg=cfg,
         store=store,
         lock=lock,
-        processor=StreamProcessor(store, lock, metrics),
+        processor=StreamProcessor(store, lock, metrics, worker=cfg.worker),
         metrics=metrics,
         tokens=TokenStore(cfg.tokens_path),
         hub=hub,

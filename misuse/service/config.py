@@ -34,6 +34,10 @@ class ServiceConfig:
         worker's session (and queues its QoS 1 messages) while it is down.
     topic_prefix:
         Root of the topic layout: ``<prefix>/events/<publisher>/...`` in, ``<prefix>/alerts/<entity>`` out.
+    mqtt_topics:
+        Topic filters the worker subscribes to, each under ``<prefix>/events/`` (default: all
+        events). Workers sharing a PostgreSQL store take disjoint publishers, so that each entity's
+        windows stay on one worker.
     zeek_tail:
         Zeek log files to tail as they grow.
     max_body_bytes:
@@ -43,7 +47,10 @@ class ServiceConfig:
     idle_close:
         Seconds after a window's end (wall clock) at which it is closed even if the entity is silent.
     store_url:
-        ``duckdb`` (default, the project store) or a ``postgresql://`` URL (not available yet).
+        ``duckdb`` (default, the project store) or a ``postgresql://`` URL (state shared by workers).
+    worker_id:
+        Names this worker's stored events (default: ``mqtt_client_id``); each worker sharing a
+        PostgreSQL store needs its own.
     insecure_dev:
         Run without API tokens and without MQTT credentials (loopback only, for development).
     """
@@ -58,12 +65,14 @@ class ServiceConfig:
     mqtt_password: str = ""
     mqtt_client_id: str = "misuse-worker"
     topic_prefix: str = "misuse"
+    mqtt_topics: tuple[str, ...] = ()
     zeek_tail: tuple[str, ...] = ()
     max_body_bytes: int = 1_048_576
     batch_max: int = 2000
     batch_wait: float = 0.05
     idle_close: float = 5.0
     store_url: str = "duckdb"
+    worker_id: str = ""
     insecure_dev: bool = False
 
     @property
@@ -72,9 +81,19 @@ class ServiceConfig:
         return self.project / "tokens.json"
 
     @property
+    def worker(self) -> str:
+        """This worker's id: ``worker_id``, else ``mqtt_client_id``."""
+        return self.worker_id or self.mqtt_client_id
+
+    @property
     def events_topic(self) -> str:
-        """The subscription filter for incoming events."""
+        """The subscription filter for all incoming events."""
         return f"{self.topic_prefix}/events/#"
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """The filters the worker subscribes to: ``mqtt_topics``, else every event."""
+        return self.mqtt_topics or (self.events_topic,)
 
     def alert_topic(self, entity: str) -> str:
         """The topic an alert about ``entity`` is published on."""
@@ -95,11 +114,26 @@ class ServiceConfig:
             )
         if not self.topic_prefix or any(ch in self.topic_prefix for ch in "+#"):
             raise InvalidParameterError(f"setting 'topic_prefix' must be a plain topic, got {self.topic_prefix!r}")
+        for t in self.mqtt_topics:
+            rest = t.removeprefix(f"{self.topic_prefix}/events/")
+            if rest == t or not _is_filter(rest):
+                raise InvalidParameterError(
+                    f"setting 'mqtt_topics': {t!r} is not a topic filter under '{self.topic_prefix}/events/'"
+                )
         if self.store_url != "duckdb" and not self.store_url.startswith(("postgresql://", "postgres://")):
             raise InvalidParameterError(
                 f"setting 'store_url' must be 'duckdb' or a postgresql:// URL, got {self.store_url!r}"
             )
         return self
+
+
+def _is_filter(topic: str) -> bool:
+    """An MQTT topic filter: ``+`` a whole level, ``#`` only the whole last level."""
+    levels = topic.split("/")
+    return bool(topic) and all(
+        ("+" not in p or p == "+") and ("#" not in p or (p == "#" and i == len(levels) - 1))
+        for i, p in enumerate(levels)
+    )
 
 
 _TYPES: dict[str, type] = {f.name: f.type for f in fields(ServiceConfig)}  # type: ignore[misc]

@@ -11,12 +11,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from misuse.service.auth import TokenInfo, TokenStore, role_at_least
+from misuse.service.backends import AnyStore
 from misuse.service.config import ServiceConfig
 from misuse.service.errors import ApiError
 from misuse.service.metrics import Metrics
 from misuse.service.sse import AlertHub
 from misuse.service.stream import StreamProcessor
-from misuse.store.duck import Store
 
 bearer = HTTPBearer(auto_error=False, description="An API token: `misuse token create --role viewer|analyst|admin`.")
 
@@ -26,7 +26,7 @@ class ServiceState:
     """Everything the routes share: one store connection (behind a lock), the processor, metrics."""
 
     cfg: ServiceConfig
-    store: Store
+    store: AnyStore
     lock: threading.RLock
     processor: StreamProcessor
     metrics: Metrics

@@ -23,9 +23,10 @@ def list_entities(
     """Entities with their event counts, first/last seen and alert counts, busiest first."""
     with st.lock:
         rows = st.store.con.execute(
-            """SELECT e.entity, e.n, e.first, e.last, coalesce(a.n, 0), coalesce(a.open, 0)
-               FROM (SELECT entity, count(*) n, min(ts) first, max(ts) last FROM stream_events GROUP BY entity) e
-               LEFT JOIN (SELECT entity, count(*) n, count(*) FILTER (WHERE status = 'open') open
+            """SELECT e.entity, e.n, e.first_ts, e.last_ts, coalesce(a.n, 0), coalesce(a.n_open, 0)
+               FROM (SELECT entity, count(*) AS n, min(ts) AS first_ts, max(ts) AS last_ts
+                     FROM stream_events GROUP BY entity) e
+               LEFT JOIN (SELECT entity, count(*) AS n, count(*) FILTER (WHERE status = 'open') AS n_open
                           FROM alerts GROUP BY entity) a USING (entity)
                ORDER BY e.n DESC, e.entity LIMIT ?""",
             [limit],
@@ -57,17 +58,17 @@ def profile(
         if not n or not n[0]:
             raise ApiError(404, f"no events for entity {entity!r} on the stream")
         grid = con.execute(
-            "SELECT isodow(ts AT TIME ZONE 'UTC') - 1, hour(ts AT TIME ZONE 'UTC'), count(*) FROM stream_events "
-            "WHERE entity = ? GROUP BY ALL",
+            "SELECT extract(isodow FROM ts AT TIME ZONE 'UTC') - 1, extract(hour FROM ts AT TIME ZONE 'UTC'), "
+            "count(*) FROM stream_events WHERE entity = ? GROUP BY 1, 2",
             [entity],
         ).fetchall()
         actions = con.execute(
-            "SELECT action, count(*) n FROM stream_events WHERE entity = ? GROUP BY action "
+            "SELECT action, count(*) AS n FROM stream_events WHERE entity = ? GROUP BY action "
             "ORDER BY n DESC, action LIMIT ?",
             [entity, top],
         ).fetchall()
         peers = con.execute(
-            "SELECT peer, count(*) n FROM stream_events WHERE entity = ? AND peer <> '' GROUP BY peer "
+            "SELECT peer, count(*) AS n FROM stream_events WHERE entity = ? AND peer <> '' GROUP BY peer "
             "ORDER BY n DESC, peer LIMIT ?",
             [entity, top],
         ).fetchall()

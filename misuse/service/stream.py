@@ -1,13 +1,14 @@
 """The streaming core, without any network: parse -> deduplicate -> store -> windows -> score -> alert.
 
 Every source (MQTT messages, HTTP batches, tailed Zeek logs) ends in :meth:`StreamProcessor.ingest`.
-It runs one transaction per batch on the project's DuckDB store: new events (by ``event_id``) are
-stored in ``stream_events``, buffered per entity until their window closes, and closed windows are
+It runs one transaction per batch on the store (the project's DuckDB file, or PostgreSQL shared by
+several workers: :mod:`misuse.service.backends`): new events (by ``event_id``) are stored in
+``stream_events``, buffered per entity until their window closes, and closed windows are
 scored with :func:`misuse.pipeline.detect` -- the very function batch detection uses, on the same
 window features (:func:`misuse.features.windows.window_features`) and the same trained
 :class:`~misuse.pipeline.WindowModel`. Closed windows are recorded in ``stream_windows``; after a
 restart the events of windows not yet closed are replayed from the store, so an event is neither
-lost nor counted twice.
+lost nor counted twice. An alert id is stored and announced once.
 """
 
 from __future__ import annotations
@@ -23,29 +24,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from misuse.alerts.model import Alert
 from misuse.errors import ParseError
 from misuse.events import events_to_frame
 from misuse.ingest.native import parse_event_object
 from misuse.pipeline import WindowModel, detect
+from misuse.service.backends import AnyStore, stream_tables
 from misuse.service.metrics import Metrics
-from misuse.store.duck import Store
 
 DATASET = "stream"
 DEFAULT_WINDOW = 60.0
 MAX_RAW = 2000
-
-_DDL = [
-    """CREATE TABLE IF NOT EXISTS stream_events (
-        event_id VARCHAR PRIMARY KEY, ts TIMESTAMPTZ, entity VARCHAR, kind VARCHAR, action VARCHAR,
-        peer VARCHAR, origin VARCHAR, record VARCHAR,
-        received_at TIMESTAMPTZ, stored_at TIMESTAMPTZ)""",
-    """CREATE TABLE IF NOT EXISTS stream_windows (
-        entity VARCHAR, window_start DOUBLE, n_events BIGINT, score DOUBLE, alarm BOOLEAN, model VARCHAR,
-        closed_at TIMESTAMPTZ, PRIMARY KEY (entity, window_start))""",
-]
 
 
 @dataclass
@@ -126,7 +116,7 @@ class StreamProcessor:
     Parameters
     ----------
     store:
-        The project store (its DuckDB connection is the single writer).
+        The store (DuckDB: this process is the single writer; PostgreSQL: shared by workers).
     lock:
         Guards every use of the store's connection (API threads and the worker share it).
     metrics:
@@ -135,15 +125,19 @@ class StreamProcessor:
         Called with each new alert after its batch is committed (MQTT publish, SSE).
     default_window:
         Window length used while no model is active.
+    worker:
+        This worker's id; on PostgreSQL it marks the events it stores, so that after a restart it
+        replays its own open windows only.
     """
 
     def __init__(
         self,
-        store: Store,
+        store: AnyStore,
         lock: threading.RLock,
         metrics: Metrics,
         on_alert: Callable[[Alert], None] | None = None,
         default_window: float = DEFAULT_WINDOW,
+        worker: str = "",
     ) -> None:
         self.store = store
         self.lock = lock
@@ -157,8 +151,7 @@ class StreamProcessor:
         self._watermark = -np.inf
         self._last_arrival = 0.0
         with self.lock:
-            for stmt in _DDL:
-                self.store.con.execute(stmt)
+            self.tables = stream_tables(store, worker)
 
     # ----- model ------------------------------------------------------------------------------
     def load_model(self, name: str | None = None) -> str | None:
@@ -176,14 +169,9 @@ class StreamProcessor:
     # ----- recovery -----------------------------------------------------------------------------
     def recover(self) -> int:
         """Replay stored events of windows not closed before a restart; returns how many."""
-        q = """SELECT e.record FROM stream_events e
-               LEFT JOIN (SELECT entity, max(window_start) AS m FROM stream_windows GROUP BY entity) w
-               USING (entity)
-               WHERE w.m IS NULL OR epoch(e.ts) >= w.m + ?
-               ORDER BY e.ts"""
         with self.lock:
-            rows = self.store.con.execute(q, [self.window]).fetchall()
-            for (rec,) in rows:
+            rows = self.tables.open_records(self.window)
+            for rec in rows:
                 self._add(json.loads(rec))
             self.metrics.set("misuse_open_window_events", self.open_events())
         return len(rows)
@@ -205,11 +193,9 @@ class StreamProcessor:
             con = self.store.con
             con.begin()
             try:
-                new, received = self._new_records(parsed)
-                report.duplicates = len(parsed.records) - len(new)
                 now = datetime.now(UTC)
-                if new:
-                    self._insert(new, received, origin, now)
+                new, received = self._store_new(parsed, origin, now)
+                report.duplicates = len(parsed.records) - len(new)
                 closed: list[dict[str, object]] = []
                 for rec in new:
                     closed += self._add(rec)
@@ -265,7 +251,8 @@ class StreamProcessor:
             if self.on_alert is not None:
                 self.on_alert(a)
 
-    def _new_records(self, parsed: Parsed) -> tuple[list[dict[str, object]], list[float]]:
+    def _store_new(self, parsed: Parsed, origin: str, now: datetime) -> tuple[list[dict[str, object]], list[float]]:
+        """Store the batch's events not stored before (by ``event_id``); return them, in batch order."""
         seen: set[str] = set()
         recs: list[dict[str, object]] = []
         rec_t: list[float] = []
@@ -277,44 +264,11 @@ class StreamProcessor:
                 rec_t.append(t)
         if not recs:
             return [], []
-        ids = pd.DataFrame({"event_id": [str(r["event_id"]) for r in recs]})
-        self.store.con.register("_batch_ids", ids)
-        try:
-            known = {
-                r[0]
-                for r in self.store.con.execute(
-                    "SELECT b.event_id FROM _batch_ids b JOIN stream_events e ON e.event_id = b.event_id"
-                ).fetchall()
-            }
-        finally:
-            self.store.con.unregister("_batch_ids")
-        if not known:
+        stored = self.tables.insert_new(recs, rec_t, origin, now)
+        if len(stored) == len(recs):
             return recs, rec_t
-        keep = [i for i, r in enumerate(recs) if str(r["event_id"]) not in known]
+        keep = [i for i, r in enumerate(recs) if str(r["event_id"]) in stored]
         return [recs[i] for i in keep], [rec_t[i] for i in keep]
-
-    def _insert(self, recs: list[dict[str, object]], received: list[float], origin: str, now: datetime) -> None:
-        n = len(recs)
-        us = pa.timestamp("us", tz="UTC")
-        table = pa.table(
-            {
-                "event_id": pa.array([str(r["event_id"]) for r in recs], pa.string()),
-                "ts": pa.array((np.array([r["ts"] for r in recs], dtype="float64") * 1e6).astype("int64")).cast(us),
-                "entity": pa.array([str(r["entity"]) for r in recs], pa.string()),
-                "kind": pa.array([str(r.get("kind", "")) for r in recs], pa.string()),
-                "action": pa.array([str(r.get("action", "")) for r in recs], pa.string()),
-                "peer": pa.array([str(r.get("peer", "")) for r in recs], pa.string()),
-                "origin": pa.array([origin] * n, pa.string()),
-                "record": pa.array([json.dumps(r, separators=(",", ":")) for r in recs], pa.string()),
-                "received_at": pa.array((np.asarray(received, dtype="float64") * 1e6).astype("int64")).cast(us),
-                "stored_at": pa.array([int(now.timestamp() * 1e6)] * n, pa.int64()).cast(us),
-            }
-        )
-        self.store.con.register("_batch_events", table)
-        try:
-            self.store.con.execute("INSERT INTO stream_events SELECT * FROM _batch_events")
-        finally:
-            self.store.con.unregister("_batch_events")
 
     def _add(self, rec: dict[str, object]) -> list[dict[str, object]]:
         """Buffer one record; return the records of the window it closed (same rule as StreamingWindows)."""
@@ -381,19 +335,9 @@ class StreamProcessor:
                 .assign(score=np.nan, alarm=False)
             )
         rows = rows.assign(model=self.model_name or "", closed_at=now)
-        self.store.con.register("_batch_windows", rows)
-        try:
-            self.store.con.execute(
-                "INSERT INTO stream_windows "
-                "SELECT entity, window_start, n_events, score, alarm, model, closed_at FROM _batch_windows "
-                "ON CONFLICT (entity, window_start) DO UPDATE SET n_events = n_events + excluded.n_events, "
-                "score = greatest(score, excluded.score), alarm = alarm OR excluded.alarm, "
-                "closed_at = excluded.closed_at"
-            )
-        finally:
-            self.store.con.unregister("_batch_windows")
+        self.tables.upsert_windows(rows)
         if alerts:
-            self.store.add_alerts(alerts, dataset=DATASET, model=self.model_name or "")
+            alerts = self.tables.add_new_alerts(alerts, DATASET, self.model_name or "")
         self.metrics.inc("misuse_windows_scored_total", len(rows))
         if self.model is not None:
             self.metrics.inc("misuse_events_scored_total", len(closed))

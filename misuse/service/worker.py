@@ -1,10 +1,10 @@
 """The streaming worker: MQTT subscription and Zeek log tailing, feeding :class:`StreamProcessor`.
 
 MQTT: the worker connects with a fixed client id and a persistent session (``clean_session``
-false), subscribes to ``<prefix>/events/#`` with QoS 1 and acknowledges a message only after the
-batch holding it is committed to the store. A worker that dies mid-batch therefore loses nothing:
-the broker redelivers what was not acknowledged, and the store drops what it already holds by
-``event_id``. Alerts are published with QoS 1 on ``<prefix>/alerts/<entity>``.
+false), subscribes to ``<prefix>/events/#`` (or the ``mqtt_topics`` filters) with QoS 1 and
+acknowledges a message only after the batch holding it is committed to the store. A worker that
+dies mid-batch therefore loses nothing: the broker redelivers what was not acknowledged, and the
+store drops what it already holds by ``event_id``. Alerts are published with QoS 1 on ``<prefix>/alerts/<entity>``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class MqttWorker:
         if getattr(reason, "is_failure", False):
             log.error("MQTT %s:%s refused the connection: %s", self.cfg.mqtt_host, self.cfg.mqtt_port, reason)
             return
-        client.subscribe(self.cfg.events_topic, qos=1)
+        client.subscribe([(t, 1) for t in self.cfg.subscriptions])
         self.metrics.set("misuse_mqtt_connected", 1)
         self.connected.set()
         log.info(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -50,11 +51,25 @@ def test_config_precedence_file_env_overrides(tmp_path: Path) -> None:
         ({"topic_prefix": "a/#"}, {}, "topic_prefix"),
         ({"nonsense": 1}, {}, "nonsense"),
         ({"store_url": "mysql://x"}, {}, "store_url"),
+        ({"mqtt_topics": ["other/x"]}, {}, "mqtt_topics"),
+        ({}, {"MISUSE_MQTT_TOPICS": "misuse/events/#/a"}, "mqtt_topics"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_setting(overrides: dict, env: dict, needle: str) -> None:
     with pytest.raises(InvalidParameterError, match=needle):
         load_config(overrides, env=env)
+
+
+def test_config_names_the_postgres_store_workers_and_subscriptions() -> None:
+    env = {"MISUSE_STORE_URL": "postgresql://u:p@db:5432/misuse", "MISUSE_MQTT_CLIENT_ID": "worker-2"}
+    # execute
+    cfg = load_config({"mqtt_topics": ["misuse/events/gw-1/#", "misuse/events/+/lab"]}, env=env)
+    default = load_config({}, env={})
+    # assert
+    assert cfg.store_url.startswith("postgresql://") and cfg.worker == "worker-2"
+    assert cfg.subscriptions == ("misuse/events/gw-1/#", "misuse/events/+/lab")
+    assert default.subscriptions == ("misuse/events/#",) and default.worker == "misuse-worker"
+    assert load_config({"worker_id": "w9"}, env=env).worker == "w9"
 
 
 def test_tokens_are_stored_hashed_and_checked_by_role(tmp_path: Path) -> None:
@@ -176,4 +191,13 @@ def test_docs_cover_every_setting_and_endpoint() -> None:
     paths = {getattr(r, "path", "") for r in create_app(load_config({}, env={})).routes}
     api_paths = {p for p in paths if p.startswith(("/api", "/metrics"))}
     assert not missing, f"settings not in docs/service.md: {missing}"
+    # every table either backend creates is named in the storage section
+    from misuse.service.backends import DuckStreamTables, PgStreamTables
+    from misuse.store import duck, postgres
+
+    ddl = duck._DDL + postgres._DDL + DuckStreamTables.DDL + PgStreamTables.DDL
+    tables = {m.group(1) for stmt in ddl if (m := re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", stmt))}
+    storage = doc.split("## Storage", 1)[1].split("\n## ", 1)[0]
+    assert len(tables) == 8 and not [t for t in tables if f"`{t}`" not in storage], "tables missing from docs"
+    assert "not implemented" not in storage
     assert not [p for p in api_paths if f"`{p}`" not in doc], "endpoints missing from docs/service.md"
