@@ -48,12 +48,17 @@ class SiteTrainer:
     poison_scale:
         For robustness evaluations only: the site sends ``global + poison_scale * (update)``
         (e.g. -10: a boosted sign-flip attack). None for an honest site.
+    noise_seed:
+        Seed of the privacy noise, for reproducible evaluations only. It is the site's own and is
+        never taken from the server's configuration (a server that knew the seed could subtract the
+        noise). None, the deployment default, draws fresh entropy every round.
     """
 
     model: Model
     train: Any
     valid: Any
     poison_scale: float | None = None
+    noise_seed: int | None = None
 
     def fit(
         self, arrays: Sequence[np.ndarray], config: Mapping[str, Any]
@@ -79,7 +84,9 @@ class SiteTrainer:
         noise = float(config.get("noise_multiplier", 0.0) or 0.0)
         norm = float(np.sqrt(sum(float(((a - b) ** 2).sum()) for a, b in zip(new, old, strict=True))))
         if clip > 0:
-            new = clip_and_noise(new, old, clip, noise, seed=None)
+            rnd = int(config.get("round", 0))
+            noise_seed = None if self.noise_seed is None else self.noise_seed * 100_003 + rnd
+            new = clip_and_noise(new, old, clip, noise, seed=noise_seed)
         if self.poison_scale is not None:
             new = [b + self.poison_scale * (a - b) for a, b in zip(new, old, strict=True)]
         return new, int(n), {"train_loss": float(loss), "update_norm": norm}

@@ -153,6 +153,20 @@ def test_site_round_returns_fixed_shapes_and_known_metrics_only() -> None:
         assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
 
 
+def test_site_noise_is_reproducible_only_with_the_sites_own_seed() -> None:
+    X = _blobs(0, 80, 0.0, d=4)
+    start = FedAutoencoder(4, hidden=2).get_arrays()
+    config = {"epochs": 1, "round": 3, "seed": 0, "clip_norm": 1.0, "noise_multiplier": 1.0}
+
+    def sent(noise_seed: int | None) -> np.ndarray:
+        trainer = SiteTrainer(FedAutoencoder(4, hidden=2), X, X, noise_seed=noise_seed)
+        return np.concatenate([a.ravel() for a in trainer.fit(start, config)[0]])
+
+    assert np.array_equal(sent(7), sent(7))
+    assert not np.array_equal(sent(7), sent(8))
+    assert not np.array_equal(sent(None), sent(None))  # deployment: fresh noise, unknown to the server
+
+
 def test_parameters_roundtrip_without_pickle(tmp_path: Path) -> None:
     arrays = make_model("autoencoder", n_features=4, hidden=2).get_arrays()
 
