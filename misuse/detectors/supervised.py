@@ -233,7 +233,10 @@ class LinearSVM(Classifier):
 
 
 class NaiveBayes(Classifier):
-    """Gaussian naive Bayes with variance smoothing (scikit-learn's estimates, numpy scoring)."""
+    """Gaussian naive Bayes on standardised features with variance smoothing (scikit-learn's estimates,
+    numpy scoring). Standardising first makes the smoothing (a share of the *largest* feature variance)
+    act evenly: on raw N-BaIoT columns, whose variances span 20 orders of magnitude, it drowned every
+    small-variance feature (macro-F1 0.10 raw, 1.00 standardised)."""
 
     kind = "naive_bayes"
     _params: ClassVar[dict[str, Any]] = {"var_smoothing": 1e-9, "seed": 0}
@@ -242,20 +245,24 @@ class NaiveBayes(Classifier):
     def _fit(self, X: np.ndarray, y: np.ndarray) -> None:
         from sklearn.naive_bayes import GaussianNB
 
-        nb = GaussianNB(var_smoothing=float(self.var_smoothing)).fit(X, y)
+        self.mu_, sd = X.mean(axis=0), X.std(axis=0)
+        self.sd_ = np.where(sd > 0, sd, 1.0)
+        nb = GaussianNB(var_smoothing=float(self.var_smoothing)).fit((X - self.mu_) / self.sd_, y)
         self.theta_, self.var_ = np.asarray(nb.theta_), np.asarray(nb.var_)
         self.prior_ = np.asarray(nb.class_prior_)
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
+        X = (X - self.mu_) / self.sd_
         ll = -0.5 * (np.log(2 * np.pi * self.var_)[None] + (X[:, None, :] - self.theta_[None]) ** 2 / self.var_[None])
         jl = ll.sum(axis=2) + np.log(self.prior_)[None]
         e = np.exp(jl - jl.max(axis=1, keepdims=True))
         return np.asarray(e / e.sum(axis=1, keepdims=True))
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {"theta": self.theta_, "var": self.var_, "prior": self.prior_}
+        return {"mu": self.mu_, "sd": self.sd_, "theta": self.theta_, "var": self.var_, "prior": self.prior_}
 
     def _load(self, arrays: dict[str, np.ndarray]) -> None:
+        self.mu_, self.sd_ = arrays["mu"], arrays["sd"]
         self.theta_, self.var_, self.prior_ = arrays["theta"], arrays["var"], arrays["prior"]
 
 

@@ -90,3 +90,17 @@ def test_autoencoder_numpy_scoring_matches_torch_forward() -> None:
             h = torch.relu(h)
     expected = ((h - Z) ** 2).mean(dim=1).numpy()
     np.testing.assert_allclose(det.score_many(X), expected, rtol=1e-9)
+
+
+def test_naive_bayes_is_not_drowned_by_one_huge_variance_column(tmp_path: Path) -> None:
+    # one column with variance 1e20 made the smoothing (1e-9 of the largest variance) swamp the
+    # informative unit-scale column; standardised, naive Bayes separates the classes
+    from misuse.detectors.supervised import load_classifier, make_classifier
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b"], 200)
+    X = pd.DataFrame({"signal": np.r_[rng.normal(0, 1, 200), rng.normal(5, 1, 200)], "huge": rng.normal(0, 1e10, 400)})
+    clf = make_classifier("naive_bayes").fit(X, y)
+    assert (clf.predict(X) == y).mean() > 0.95
+    again = load_classifier(clf.save(tmp_path / "nb"))
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X))
