@@ -16,12 +16,17 @@ import numpy as np
 
 from misuse.errors import InvalidParameterError
 
+_EMPTY = np.zeros((2, 0), dtype=np.float32)
+_EMPTY.flags.writeable = False
+
 
 @dataclass(slots=True)
 class QuantileSketch:
     """Bounded-memory quantile sketch with relative accuracy.
 
-    Buckets are two small numpy arrays (sorted signed keys, counts); key order is value order.
+    Buckets live in one small float32 array of shape (2, n): row 0 the sorted signed keys (exact as
+    float32 up to 2**24), row 1 the counts; key order is value order. One array instead of two, and
+    empty sketches share one read-only empty table, keep the per-entity footprint small.
 
     Examples
     --------
@@ -33,8 +38,7 @@ class QuantileSketch:
 
     accuracy: float = 0.02
     max_buckets: int = 128
-    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
-    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    table: np.ndarray = field(default_factory=lambda: _EMPTY)
     count: float = 0.0
     low: float = math.inf
     high: float = -math.inf
@@ -54,6 +58,16 @@ class QuantileSketch:
     @property
     def _offset(self) -> int:
         return math.floor(math.log(self.min_value) / self._lg) - 1
+
+    @property
+    def keys(self) -> np.ndarray:
+        """Sorted signed bucket keys (int64)."""
+        return self.table[0].astype(np.int64)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Bucket counts, aligned with :attr:`keys` (a read-only view)."""
+        return self.table[1]
 
     @property
     def buckets(self) -> dict[int, float]:
@@ -80,7 +94,7 @@ class QuantileSketch:
             extra = uk.size - self.max_buckets
             uc[extra] += uc[:extra].sum()
             uk, uc = uk[extra:], uc[extra:]
-        self.keys, self.counts = uk.astype(np.int32), uc.astype(np.float32)
+        self.table = np.stack([uk, uc]).astype(np.float32)
 
     def update(self, values: Iterable[float] | np.ndarray) -> None:
         """Add finite values (non-finite ones are ignored)."""
@@ -126,7 +140,7 @@ class QuantileSketch:
         return {
             "accuracy": self.accuracy,
             "max_buckets": self.max_buckets,
-            "keys": self.keys.tolist(),
+            "keys": [int(k) for k in self.keys],
             "counts": self.counts.tolist(),
             "count": self.count,
             "low": self.low if math.isfinite(self.low) else None,
@@ -139,8 +153,9 @@ class QuantileSketch:
         return cls(
             float(d["accuracy"]),
             int(d["max_buckets"]),
-            np.asarray(d["keys"], dtype=np.int32),
-            np.asarray(d["counts"], dtype=np.float32),
+            np.stack([np.asarray(d["keys"], dtype=np.float32), np.asarray(d["counts"], dtype=np.float32)]).reshape(
+                2, -1
+            ),
             float(d["count"]),
             math.inf if d["low"] is None else float(d["low"]),
             -math.inf if d["high"] is None else float(d["high"]),

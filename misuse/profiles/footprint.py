@@ -7,6 +7,8 @@ while frequent items stay exact enough for shares.
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,9 @@ from misuse.errors import InvalidParameterError
 class BoundedCounts:
     """Item counts bounded to ``capacity`` items (Space-Saving eviction).
 
+    Kept compact: a list of (interned) item names and a parallel ``array('d')`` of counts, about
+    16 bytes per item instead of a dict entry plus a float object; ``counts`` builds a dict on demand.
+
     Examples
     --------
     >>> c = BoundedCounts(capacity=2)
@@ -27,36 +32,60 @@ class BoundedCounts:
     """
 
     capacity: int = 32
-    counts: dict[str, float] = field(default_factory=dict)
+    items: list[str] = field(default_factory=list)
+    values: array = field(default_factory=lambda: array("d"))
     total: int = 0
     distinct_seen: int = 0
 
     def __post_init__(self) -> None:
         if self.capacity < 1:
             raise InvalidParameterError(f"BoundedCounts capacity must be >= 1. Got {self.capacity} instead.")
+        if len(self.items) != len(self.values):
+            raise InvalidParameterError(
+                f"BoundedCounts: {len(self.items)} items but {len(self.values)} counts; they must match"
+            )
+
+    @property
+    def counts(self) -> dict[str, float]:
+        """Item -> count (a new dict; at most ``capacity`` entries)."""
+        return dict(zip(self.items, self.values, strict=True))
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.items
 
     def update(self, items: Iterable[str]) -> None:
         """Count each item."""
-        counts = self.counts
+        keys, vals = self.items, self.values
         for item in items:
             self.total += 1
-            if item in counts:
-                counts[item] += 1
-            elif len(counts) < self.capacity:
-                counts[item] = 1
-                self.distinct_seen += 1
+            try:
+                vals[keys.index(item)] += 1
+                continue
+            except ValueError:
+                pass
+            self.distinct_seen += 1
+            if len(keys) < self.capacity:
+                keys.append(sys.intern(str(item)))
+                vals.append(1.0)
             else:
-                low = min(counts, key=counts.__getitem__)
-                counts[item] = counts.pop(low) + 1
-                self.distinct_seen += 1
+                low = min(range(len(vals)), key=vals.__getitem__)
+                keys[low] = sys.intern(str(item))
+                vals[low] += 1
+
+    def get(self, item: str, default: float = 0.0) -> float:
+        """The item's count (``default`` when never seen or evicted)."""
+        try:
+            return float(self.values[self.items.index(item)])
+        except ValueError:
+            return default
 
     def share(self, item: str) -> float:
         """The item's share of everything counted (0 when never seen or evicted)."""
-        return self.counts.get(item, 0.0) / self.total if self.total else 0.0
+        return self.get(item) / self.total if self.total else 0.0
 
     def top(self, n: int = 10) -> list[tuple[str, float]]:
         """The ``n`` most frequent items with their shares."""
-        ranked = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        ranked = sorted(zip(self.items, self.values, strict=True), key=lambda kv: (-kv[1], kv[0]))[:n]
         return [(k, v / self.total) for k, v in ranked]
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,9 +95,11 @@ class BoundedCounts:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BoundedCounts:
         """Inverse of :meth:`to_dict`."""
+        counts = {sys.intern(str(k)): float(v) for k, v in d["counts"].items()}
         return cls(
             int(d["capacity"]),
-            {str(k): float(v) for k, v in d["counts"].items()},
+            list(counts),
+            array("d", counts.values()),
             int(d["total"]),
             int(d.get("distinct", len(d["counts"]))),
         )
@@ -91,7 +122,7 @@ class Footprint:
         items = list(actions)
         if not items:
             return 0.0
-        return sum(a not in self.actions.counts for a in items) / len(items)
+        return sum(a not in self.actions for a in items) / len(items)
 
     def divergence(self, actions: Iterable[str], top: int = 5) -> list[dict[str, Any]]:
         """Actions over-represented in a window compared with the footprint: typical vs actual share."""
@@ -101,7 +132,7 @@ class Footprint:
         window = BoundedCounts(capacity=max(len(set(items)), 1))
         window.update(items)
         rows: list[dict[str, Any]] = []
-        for a, actual in window.top(len(window.counts)):
+        for a, actual in window.top(len(window.items)):
             typical = self.actions.share(a)
             excess = actual - typical
             if excess > 0:
@@ -111,7 +142,7 @@ class Footprint:
                         "item": a,
                         "typical": typical,
                         "actual": actual,
-                        "novel": a not in self.actions.counts,
+                        "novel": a not in self.actions,
                         "excess": excess,
                     }
                 )

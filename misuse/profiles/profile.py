@@ -103,7 +103,7 @@ class EntityProfile:
 
     def _distinct(self) -> str:
         counts = self.footprint.actions
-        if counts.distinct_seen > len(counts.counts):
+        if counts.distinct_seen > len(counts.items):
             return f"more than {counts.capacity}"
         return str(counts.distinct_seen)
 

@@ -11,13 +11,22 @@ from misuse.errors import InvalidParameterError
 from misuse.profiles.distribution import QuantileSketch
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_U16_MAX = 65535
+
+
+def _compact(grid: np.ndarray) -> np.ndarray:
+    """The smallest exact dtype for a count grid: uint16 while it fits, float32 beyond."""
+    if grid.max(initial=0.0) <= _U16_MAX and np.all(grid == np.floor(grid)):
+        return grid.astype(np.uint16)
+    return grid.astype(np.float32)
 
 
 @dataclass(slots=True)
 class Temporal:
     """When an entity is active.
 
-    ``grid`` counts events per (weekday, hour) in UTC; ``gaps`` sketches inter-event seconds;
+    ``grid`` counts events per (weekday, hour) in UTC, as uint16 while every cell is under 65,536
+    (half the memory) and float32 beyond; ``gaps`` sketches inter-event seconds;
     ``sessions`` sketches session lengths in events (a gap over ``session_gap`` seconds ends one).
 
     Examples
@@ -29,7 +38,7 @@ class Temporal:
     """
 
     session_gap: float = 1800.0
-    grid: np.ndarray = field(default_factory=lambda: np.zeros((7, 24), dtype=np.float32))
+    grid: np.ndarray = field(default_factory=lambda: np.zeros((7, 24), dtype=np.uint16))
     gaps: QuantileSketch = field(default_factory=lambda: QuantileSketch(max_buckets=32))
     sessions: QuantileSketch = field(default_factory=lambda: QuantileSketch(accuracy=0.05, max_buckets=16))
     last_ts: float | None = None
@@ -47,7 +56,9 @@ class Temporal:
             return
         day = ((np.floor(ts / 86400).astype(np.int64) + 3) % 7).astype(np.int64)  # 1970-01-01 was a Thursday
         hour = (np.floor(ts / 3600).astype(np.int64) % 24).astype(np.int64)
-        np.add.at(self.grid, (day, hour), 1.0)
+        grid = self.grid.astype("float64")
+        np.add.at(grid, (day, hour), 1.0)
+        self.grid = _compact(grid)
         seq = ts if self.last_ts is None else np.r_[self.last_ts, ts]
         gaps = np.diff(seq)
         self.gaps.update(gaps)
@@ -113,7 +124,7 @@ class Temporal:
         """Inverse of :meth:`to_dict`."""
         return cls(
             float(d["session_gap"]),
-            np.asarray(d["grid"], dtype=np.float32),
+            _compact(np.asarray(d["grid"], dtype="float64").reshape(7, 24)),
             QuantileSketch.from_dict(d["gaps"]),
             QuantileSketch.from_dict(d["sessions"]),
             d["last_ts"],

@@ -80,9 +80,9 @@ class ProfileWarning:
 def fit(profile: EntityProfile, actions: list[str], alpha: float = 0.5) -> float:
     """Mean per-action log-likelihood of ``actions`` under a profile's footprint (add-alpha smoothed)."""
     counts = profile.footprint.actions
-    v = max(len(counts.counts), 1) + 1
+    v = max(len(counts.items), 1) + 1
     denom = counts.total + alpha * v
-    return float(np.mean([math.log((counts.counts.get(a, 0.0) + alpha) / denom) for a in actions]))
+    return float(np.mean([math.log((counts.get(a, 0.0) + alpha) / denom) for a in actions]))
 
 
 @dataclass
