@@ -77,7 +77,8 @@ def _print(res: dict[str, Any], citation: str) -> None:
                     f"{c} {_fmt(v, True)} (AUC {_fmt(mm['roc_auc_by_class'].get(c))})"
                     for c, v in mm["recall_by_class"].items()
                 )
-                details.append(f"  {label}: recall at threshold by class: {per}")
+                if per:  # a benign-only split (Kitsune's prefix) has no attack class
+                    details.append(f"  {label}: recall at threshold by class: {per}")
             if m.get("delay_s"):
                 delay = ", ".join(f"{k} {_fmt(v)}" for k, v in m["delay_s"].items())
                 details.append(f"  {name}: detection delay (s): {delay}")
