@@ -102,6 +102,15 @@ def loghub() -> None:
             f"{dict(Counter(a.detector.rsplit('.', 1)[-1] for a in alerts))}"
         )
         print("brute-force sources (>= 10 failures in the whole log):", brute_force_sources(att, alerts))
+        ok = att[att["success"]]
+        failed_before = sum(
+            bool(((att["source"] == r.source) & (att["ts"] < r.ts) & ~att["success"]).any()) for r in ok.itertuples()
+        )
+        alerted = sum(any(r.event_id in a.evidence for a in alerts) for r in ok.itertuples())
+        print(
+            f"successful logins: {len(ok)} ({failed_before} after a failure from the same source, so intrusion "
+            f"sessions by the Cowrie rule: {failed_before}); alerted: {alerted}"
+        )
 
 
 def mqtt() -> None:
