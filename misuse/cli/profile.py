@@ -192,7 +192,8 @@ def _print_sea(results: list[Any], published: list[dict[str, Any]], target_fa: f
             if name == r.model and "chosen" in ch:
                 c = ch["chosen"]
                 console.print(
-                    f"{name}: alpha {c['alpha']}, spread {c['spread']} x{c['inflate']}, budget {c['target']:.2%}; "
+                    f"{name}: alpha {c['alpha']}, {c.get('population', 'pooled')} population, "
+                    f"spread {c['spread']} x{c['inflate']}, budget {c['target']:.2%}; "
                     f"pseudo-protocol false alarms {c['pseudo_fa']:.2%}, outsider hits {c['proxy_hits']:.1%}",
                     highlight=False,
                 )

@@ -26,6 +26,10 @@ class NaiveBayesDetector(SequenceDetector):
         Additive smoothing of the action probabilities, > 0 (Maxion & Townsend use 0.01).
     contrast:
         Score against the population-minus-entity model (True) or the entity's model alone.
+    population:
+        How the "everyone else" model is made: "pooled" adds up the other entities' counts (heavy
+        users dominate), "mixture" averages their smoothed distributions with equal weight (every
+        other entity counts once; entities with no history are left out).
     seed:
         Unused (the model is deterministic); accepted for the common protocol.
 
@@ -37,11 +41,13 @@ class NaiveBayesDetector(SequenceDetector):
     True
     """
 
-    _params: ClassVar[dict[str, Any]] = {"alpha": 0.01, "contrast": True, "seed": 0}
+    _params: ClassVar[dict[str, Any]] = {"alpha": 0.01, "contrast": True, "population": "pooled", "seed": 0}
     alpha: float
+    population: str
 
     def _validate_params(self) -> None:
         self._check("alpha", isinstance(self.alpha, int | float) and self.alpha > 0, "a number > 0")
+        self._check("population", self.population in ("pooled", "mixture"), "'pooled' or 'mixture'")
 
     def _init_state(self) -> None:
         self.counts_ = np.zeros((0, 16), dtype="float64")
@@ -72,6 +78,14 @@ class NaiveBayesDetector(SequenceDetector):
 
     def _weights(self, e: int, own: bool) -> np.ndarray:
         v = len(self.vocab_) + 1
+        if not own and self.population == "mixture":
+            rows = self.counts_[: len(self.entities_), :v]
+            keep = rows.sum(axis=1) > 0
+            keep[e] = False
+            if keep.any():
+                c = rows[keep]
+                p = (c + self.alpha) / (c.sum(axis=1, keepdims=True) + self.alpha * v)
+                return np.log(p.mean(axis=0))  # type: ignore[no-any-return]
         c = self.counts_[e, :v] if own else self.pop_[:v] - self.counts_[e, :v]
         return np.log((c + self.alpha) / (c.sum() + self.alpha * v))  # type: ignore[no-any-return]
 

@@ -373,6 +373,7 @@ PER_USER = "nb_per_user"
 #: candidates of the per-user procedure; the pseudo-protocol chooses among them (training data only)
 PER_USER_GRID: dict[str, tuple[Any, ...]] = {
     "alpha": (0.001, 0.01),
+    "population": ("pooled", "mixture"),
     "spread": ("cv", "drift"),
     "inflate": (1.0, 1.25, 1.5),
     "target": (0.01, 0.005, 0.0025),
@@ -405,12 +406,12 @@ class UserFit:
         return self.spread_cv if kind == "cv" else self.spread_drift
 
 
-def fit_per_user(data: SeaData, blocks: int, alpha: float, folds: int = 5) -> UserFit:
+def fit_per_user(data: SeaData, blocks: int, alpha: float, folds: int = 5, population: str = "pooled") -> UserFit:
     """Naive Bayes on each user's first ``blocks`` training blocks plus the statistics of :class:`UserFit`."""
     if not 2 * folds <= blocks <= SEA_TRAIN // SEA_BLOCK:
         raise InvalidParameterError(f"blocks must be in [{2 * folds}, {SEA_TRAIN // SEA_BLOCK}]. Got {blocks} instead.")
     train = [data.train(u)[:blocks] for u in range(len(data.users))]
-    det = make_sequence_detector("naive_bayes", alpha=alpha)
+    det = make_sequence_detector("naive_bayes", alpha=alpha, population=population)
     for user, tr in zip(data.users, train, strict=True):
         det.learn_many(user, list(tr.ravel()))
     unlearn = det.unlearn  # type: ignore[attr-defined]
@@ -429,7 +430,7 @@ def fit_per_user(data: SeaData, blocks: int, alpha: float, folds: int = 5) -> Us
                 outsiders[u].append(_scores(det, user, tr))
         det.learn_many(other, list(tr.ravel()))
     half = blocks // 2
-    fwd_det = make_sequence_detector("naive_bayes", alpha=alpha)
+    fwd_det = make_sequence_detector("naive_bayes", alpha=alpha, population=population)
     for user, tr in zip(data.users, train, strict=True):
         fwd_det.learn_many(user, list(tr[:half].ravel()))
     forward = np.zeros((blocks - half, len(data.users)))
@@ -516,10 +517,10 @@ def select_per_user(
     g = PER_USER_GRID if grid is None else grid
     rows: list[dict[str, Any]] = []
     k = PSEUDO_TRAIN_BLOCKS
-    for alpha in g["alpha"]:
+    for alpha, population in itertools.product(g["alpha"], g.get("population", ("pooled",))):
         if tick:
-            tick(f"{PER_USER}: pseudo-protocol, alpha {alpha}")
-        fit = fit_per_user(data, k, alpha)
+            tick(f"{PER_USER}: pseudo-protocol, alpha {alpha}, {population} population")
+        fit = fit_per_user(data, k, alpha, population=population)
         for spread in g["spread"]:
             for inflate in g["inflate"]:
                 for target in g["target"]:
@@ -530,6 +531,7 @@ def select_per_user(
                     rows.append(
                         {
                             "alpha": alpha,
+                            "population": population,
                             "spread": spread,
                             "inflate": inflate,
                             "target": target,
@@ -553,7 +555,7 @@ def run_per_user(
     ch = sel["chosen"]
     if tick:
         tick(f"{PER_USER}: fitting all training blocks with {ch}")
-    fit = fit_per_user(data, SEA_TRAIN // SEA_BLOCK, ch["alpha"])
+    fit = fit_per_user(data, SEA_TRAIN // SEA_BLOCK, ch["alpha"], population=ch["population"])
     thr = np_thresholds(fit.centre, fit.spread(ch["spread"]) * ch["inflate"], fit.outsiders, ch["target"])
     if tick:
         tick(f"{PER_USER}: scoring test blocks")

@@ -54,3 +54,22 @@ def test_run_sea_runs_the_per_user_model_by_name() -> None:
     assert only.model == PER_USER
     assert only.alarms.shape == (SEA_SHAPE[0], 3)
     assert only.metrics["roc_auc"] > 0.9
+
+
+def test_mixture_population_weighs_every_other_user_once() -> None:
+    import pytest
+
+    from misuse.detectors.naive_bayes import NaiveBayesDetector
+    from misuse.errors import InvalidParameterError
+
+    heavy = ["make"] * 900 + ["ls"] * 100
+    light = ["vi"] * 100
+    pooled = NaiveBayesDetector(population="pooled").learn_many("me", ["ls"] * 50 + ["cd"] * 50)
+    mixed = NaiveBayesDetector(population="mixture").learn_many("me", ["ls"] * 50 + ["cd"] * 50)
+    for det in (pooled, mixed):
+        det.learn_many("heavy", heavy)
+        det.learn_many("light", light)
+    # "vi" is 1 in 11 of the pooled others but half of the mixture: more typical of someone else
+    assert mixed.score_block("me", ["vi"] * 10) > pooled.score_block("me", ["vi"] * 10) + 1.0
+    with pytest.raises(InvalidParameterError, match="population"):
+        NaiveBayesDetector(population="everyone")
