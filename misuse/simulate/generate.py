@@ -289,7 +289,7 @@ def _auth_frame(raw: pd.DataFrame) -> pd.DataFrame:
             "cat.service": "sshd",
             "cat.module": None,
             "cat.message": [
-                sshd_message(a, u, ip, port) if a == "connection.closed" else None
+                sshd_message(a, u, ip, port)
                 for a, u, ip, port in zip(
                     raw["action"], raw["user"], raw["src_ip"].fillna(""), raw["src_port"].astype(float), strict=True
                 )

@@ -79,7 +79,7 @@ def test_tokens_are_stored_hashed_and_checked_by_role(tmp_path: Path) -> None:
     token = ts.create("alice", "analyst")
     raw = (tmp_path / "tokens.json").read_text()
     # assert
-    assert token not in raw and token.split("_")[2] not in raw
+    assert token not in raw and token.split("_", 2)[2] not in raw
     assert json.loads(raw)["tokens"][0]["hash"]
     assert ts.verify(token).role == "analyst"  # type: ignore[union-attr]
     assert ts.verify(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
