@@ -48,7 +48,7 @@ def serve(
     """
     import uvicorn
 
-    from misuse.service.app import create_app
+    from misuse.service.app import create_app, open_state
     from misuse.service.auth import TokenStore
     from misuse.service.config import load_config
 
@@ -90,7 +90,8 @@ def serve(
             err_console.print("refusing to start (pass --insecure-dev for a local development run)")
             raise typer.Exit(EXIT_USAGE)
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        app = create_app(cfg)
+        # open the store here, so a bad store_url or a locked store is a clean error, not a traceback
+        app = create_app(cfg, state=open_state(cfg))
         uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=log_level, access_log=False)
 
 
