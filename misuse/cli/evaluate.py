@@ -211,3 +211,27 @@ def kitsune(
         split = ds.kitsune(ds.data_root(data), limit=8000 if quick else None)
         names = _names(detectors, "kitnet" if quick else PACKET_DETECTORS)
         _run([split], "kitsune", names, _seeds(seeds, quick), target_fpr, False, (), as_json)
+
+
+@app.command("deep")
+def deep(
+    only: Annotated[
+        str | None, typer.Option("--only", help="iot23, mqttset or simulator (default: all three).")
+    ] = None,
+    seeds: SeedsOpt = 5,
+    quick: QuickOpt = False,
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deep IDS (packet-sequence CNN, flow-graph GNN) beside the classic detectors, same splits and seeds.
+
+    IoT-23 34-1, MQTTset and the simulator; threshold at 1% FPR on benign calibration rows from the
+    training data; training time and rows/s on this machine. See docs/deep_ids.md.
+    """
+    from misuse.eval.deep import run
+
+    with handled():
+        root = ds.data_root(data) if only != "simulator" else Path(".")
+        res = run(root, _seeds(seeds, False), only, echo=not as_json, quick=quick)
+        if as_json:
+            emit_json(res)
