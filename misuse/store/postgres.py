@@ -16,44 +16,19 @@ psycopg 3 (``pip install 'misuse[service]'``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from misuse.alerts.model import Alert
 from misuse.errors import StoreError
+from misuse.store.tables import ALERT_COLS, DDL, SCHEMA_VERSION, TableStore, alert_rows
 
-SCHEMA_VERSION = 1
 _LOCK_KEY = 0x6D697375  # "misu": serialises schema creation between workers
-
-_DDL = [
-    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
-    """CREATE TABLE IF NOT EXISTS datasets (
-        name VARCHAR PRIMARY KEY, created_at TIMESTAMPTZ, rows BIGINT, bad_records BIGINT,
-        sources VARCHAR, path VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS alerts (
-        alert_id VARCHAR PRIMARY KEY, entity VARCHAR, window_start TIMESTAMPTZ, window_end TIMESTAMPTZ,
-        score DOUBLE PRECISION, threshold DOUBLE PRECISION, severity VARCHAR, misuse_type VARCHAR,
-        detector VARCHAR, summary VARCHAR, contributions VARCHAR, evidence VARCHAR, created_at TIMESTAMPTZ,
-        status VARCHAR, dataset VARCHAR, model VARCHAR)""",
-    "CREATE INDEX IF NOT EXISTS alerts_window_end ON alerts (window_end)",
-    """CREATE TABLE IF NOT EXISTS feedback (
-        alert_id VARCHAR, verdict VARCHAR, analyst VARCHAR, note VARCHAR, created_at TIMESTAMPTZ)""",
-    """CREATE TABLE IF NOT EXISTS models (
-        name VARCHAR PRIMARY KEY, kind VARCHAR, path VARCHAR, created_at TIMESTAMPTZ,
-        active BOOLEAN, info VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS dead_letters (
-        dataset VARCHAR, source VARCHAR, line BIGINT, reason VARCHAR, raw VARCHAR, created_at TIMESTAMPTZ)""",
-]
-_ALERT_COLS = (
-    "alert_id, entity, window_start, window_end, score, threshold, severity, misuse_type, detector, summary, "
-    "contributions, evidence, created_at, status, dataset, model"
-)
-VERDICTS = ("true_positive", "false_positive")
+_DDL = [*DDL, "CREATE INDEX IF NOT EXISTS alerts_window_end ON alerts (window_end)"]
 
 
 def redact(url: str) -> str:
@@ -134,7 +109,7 @@ class PgConnection:
         self.raw.close()
 
 
-class PgStore:
+class PgStore(TableStore):
     """A project's shared state in PostgreSQL; files (models, Parquet events) in ``root``.
 
     Parameters
@@ -175,101 +150,20 @@ class PgStore:
             self.con.close()
             raise
 
-    def close(self) -> None:
-        """Close the database connection."""
-        self.con.close()
-
-    def __enter__(self) -> PgStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def schema_version(self) -> int:
-        """The schema version recorded in the database."""
-        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row else 0
-
-    # ----- files in the project folder --------------------------------------------------------
-    def events_dir(self, dataset: str) -> Path:
-        """Folder of a dataset's Parquet parts."""
-        return self.root / "events" / dataset
-
-    def model_dir(self, name: str) -> Path:
-        """Folder a model is saved in."""
-        return self.root / "models" / name
-
     def dataset_names(self) -> list[str]:
         """Datasets with Parquet parts in the project folder."""
         folder = self.root / "events"
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
 
-    def iter_events(self, dataset: str, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-        """A dataset's events part by part (bounded memory)."""
-        for p in sorted(self.events_dir(dataset).glob("part-*.parquet")):
-            yield pq.read_table(p, columns=columns).to_pandas()
-
-    def events(self, dataset: str, columns: list[str] | None = None) -> pd.DataFrame:
-        """All events of a dataset as one frame (sorted by time)."""
-        frames = list(self.iter_events(dataset, columns))
-        if not frames:
-            raise StoreError(f"{self.root}: dataset '{dataset}' has no events (known: {self.dataset_names()})")
-        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        return frame.sort_values("ts", kind="stable").reset_index(drop=True)
-
-    # ----- dead letters ---------------------------------------------------------------------------
-    def add_dead_letters(self, dataset: str, samples: list[dict[str, Any]], count: int) -> None:
-        """Record bad records set aside while ingesting ``dataset``."""
-        now = datetime.now(UTC)
-        if samples:
-            self.con.executemany(
-                "INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?, ?)",
-                [[dataset, s["source"], s["line"], s["reason"], s["raw"], now] for s in samples],
-            )
-        self.con.execute("UPDATE datasets SET bad_records = ? WHERE name = ?", [count, dataset])
-
-    def dead_letters(self, dataset: str | None = None) -> pd.DataFrame:
-        """Bad records set aside, newest first."""
-        if dataset:
-            return self.con.execute(
-                "SELECT * FROM dead_letters WHERE dataset = ? ORDER BY created_at DESC", [dataset]
-            ).df()
-        return self.con.execute("SELECT * FROM dead_letters ORDER BY created_at DESC").df()
-
     # ----- alerts -------------------------------------------------------------------------------
-    @staticmethod
-    def _alert_rows(alerts: Iterable[Alert], dataset: str, model: str) -> list[list[Any]]:
-        rows = [
-            [
-                a.alert_id,
-                a.entity,
-                a.window_start,
-                a.window_end,
-                float(a.score),
-                float(a.threshold),
-                a.severity,
-                a.misuse_type,
-                a.detector,
-                a.summary,
-                json.dumps(a.contributions, default=float),
-                json.dumps(a.evidence),
-                a.created_at,
-                a.status,
-                dataset,
-                model,
-            ]
-            for a in alerts
-        ]
-        return sorted(rows, key=lambda r: str(r[0]))  # one lock order for every writer
-
     def add_alerts(self, alerts: Iterable[Alert], dataset: str = "", model: str = "") -> int:
         """Store alerts; an alert id already stored is replaced (idempotent re-runs)."""
-        rows = self._alert_rows(alerts, dataset, model)
+        rows = alert_rows(alerts, dataset, model)
         if rows:
-            cols = [c.strip() for c in _ALERT_COLS.split(",")]
+            cols = [c.strip() for c in ALERT_COLS.split(",")]
             update = ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
             self.con.executemany(
-                f"INSERT INTO alerts ({_ALERT_COLS}) VALUES ({', '.join('?' * len(cols))}) "
+                f"INSERT INTO alerts ({ALERT_COLS}) VALUES ({', '.join('?' * len(cols))}) "
                 f"ON CONFLICT (alert_id) DO UPDATE SET {update}",
                 rows,
             )
@@ -281,7 +175,7 @@ class PgStore:
         Two workers storing the same alert at once store it once: the second waits for the first's
         transaction and then skips the row.
         """
-        rows = self._alert_rows(alerts, dataset, model)
+        rows = alert_rows(alerts, dataset, model)
         if not rows:
             return []
         cols = list(zip(*rows, strict=True))
@@ -291,59 +185,11 @@ class PgStore:
         ]  # fmt: skip
         unnest = ", ".join(f"?::{t}[]" for t in types)
         got = self.con.execute(
-            f"INSERT INTO alerts ({_ALERT_COLS}) SELECT * FROM unnest({unnest}) "
+            f"INSERT INTO alerts ({ALERT_COLS}) SELECT * FROM unnest({unnest}) "
             "ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id",
             [list(c) for c in cols],
         ).fetchall()
         return [str(r[0]) for r in got]
-
-    def alerts(
-        self,
-        *,
-        misuse_type: str | None = None,
-        entity: str | None = None,
-        status: str | None = None,
-        dataset: str | None = None,
-        limit: int | None = None,
-    ) -> pd.DataFrame:
-        """Stored alerts in window order, optionally filtered."""
-        where, args = [], []
-        for col, val in (("misuse_type", misuse_type), ("entity", entity), ("status", status), ("dataset", dataset)):
-            if val is not None:
-                where.append(f"{col} = ?")
-                args.append(val)
-        q = f"SELECT {_ALERT_COLS} FROM alerts"
-        if where:
-            q += " WHERE " + " AND ".join(where)
-        q += " ORDER BY window_start, score DESC"
-        if limit is not None:
-            q += f" LIMIT {int(limit)}"
-        df = self.con.execute(q, args).df()
-        for col in ("contributions", "evidence"):
-            df[col] = df[col].map(json.loads)
-        return df
-
-    def acknowledge(self, alert_id: str) -> None:
-        """Mark an alert as acknowledged."""
-        self._require_alert(alert_id)
-        self.con.execute("UPDATE alerts SET status = 'acknowledged' WHERE alert_id = ?", [alert_id])
-
-    def add_feedback(self, alert_id: str, verdict: str, analyst: str = "", note: str = "") -> None:
-        """Record an analyst's verdict on an alert: true_positive or false_positive."""
-        if verdict not in VERDICTS:
-            raise StoreError(f"feedback verdict must be one of {VERDICTS}, got {verdict!r}")
-        self._require_alert(alert_id)
-        self.con.execute(
-            "INSERT INTO feedback VALUES (?, ?, ?, ?, ?)", [alert_id, verdict, analyst, note, datetime.now(UTC)]
-        )
-
-    def feedback(self) -> pd.DataFrame:
-        """All analyst feedback, oldest first."""
-        return self.con.execute("SELECT * FROM feedback ORDER BY created_at").df()
-
-    def _require_alert(self, alert_id: str) -> None:
-        if self.con.execute("SELECT 1 FROM alerts WHERE alert_id = ?", [alert_id]).fetchone() is None:
-            raise StoreError(f"no alert with id {alert_id!r}")
 
     # ----- models ---------------------------------------------------------------------------------
     def register_model(self, name: str, kind: str, info: dict[str, Any], activate: bool = True) -> None:
@@ -362,14 +208,3 @@ class PgStore:
         except BaseException:
             self.con.rollback()
             raise
-
-    def models(self) -> pd.DataFrame:
-        """The models table."""
-        return self.con.execute("SELECT * FROM models ORDER BY created_at").df()
-
-    def active_model(self, kind: str) -> str | None:
-        """Name of the active model of a kind, if any."""
-        row = self.con.execute(
-            "SELECT name FROM models WHERE kind = ? AND active ORDER BY created_at DESC LIMIT 1", [kind]
-        ).fetchone()
-        return str(row[0]) if row else None
