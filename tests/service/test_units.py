@@ -193,9 +193,9 @@ def test_docs_cover_every_setting_and_endpoint() -> None:
     assert not missing, f"settings not in docs/service.md: {missing}"
     # every table either backend creates is named in the storage section
     from misuse.service.backends import DuckStreamTables, PgStreamTables
-    from misuse.store import duck, postgres
+    from misuse.store import postgres
 
-    ddl = duck._DDL + postgres._DDL + DuckStreamTables.DDL + PgStreamTables.DDL
+    ddl = postgres._DDL + DuckStreamTables.DDL + PgStreamTables.DDL
     tables = {m.group(1) for stmt in ddl if (m := re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", stmt))}
     storage = doc.split("## Storage", 1)[1].split("\n## ", 1)[0]
     assert len(tables) == 8 and not [t for t in tables if f"`{t}`" not in storage], "tables missing from docs"
