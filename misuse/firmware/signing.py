@@ -16,19 +16,31 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from misuse.alerts.model import Alert
 from misuse.alerts.types import MisuseType, Severity
-from misuse.errors import InvalidParameterError, ParseError
+from misuse.errors import InvalidParameterError, MisuseError, ParseError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 MANIFEST_FORMAT = "misuse-firmware-manifest/1"
 ALLOW_LIST_FORMAT = "misuse-firmware-allow-list/1"
 DETECTOR = "firmware.verify"
+
+
+def _crypto() -> tuple[ModuleType, ModuleType, type[Exception]]:
+    """cryptography's serialization and ed25519 modules and InvalidSignature, imported on first use so
+    that the rest of the package (and ``misuse demo``) works without the firmware extra."""
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+    except ImportError:
+        raise MisuseError("firmware signing needs cryptography: pip install 'misuse[firmware]'") from None
+    return serialization, ed25519, InvalidSignature
 
 
 def sha256(data: bytes) -> str:
@@ -38,11 +50,12 @@ def sha256(data: bytes) -> str:
 
 def generate_key() -> Ed25519PrivateKey:
     """A new Ed25519 signing key."""
-    return Ed25519PrivateKey.generate()
+    return _crypto()[1].Ed25519PrivateKey.generate()  # type: ignore[no-any-return]
 
 
 def save_keypair(key: Ed25519PrivateKey, private_path: Path, public_path: Path) -> None:
     """Write the private key (PKCS#8 PEM, mode 0600) and its public key (SubjectPublicKeyInfo PEM)."""
+    serialization = _crypto()[0]
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     private_path.write_bytes(pem)
     private_path.chmod(0o600)
@@ -59,11 +72,12 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     ParseError
         When the file is not a PEM Ed25519 private key.
     """
+    serialization, ed25519, _ = _crypto()
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError) as exc:
         raise ParseError(f"not an unencrypted PEM private key ({exc})", source=str(path)) from None
-    if not isinstance(key, Ed25519PrivateKey):
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise ParseError(f"expected an Ed25519 key, got {type(key).__name__}", source=str(path))
     return key
 
@@ -76,17 +90,19 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     ParseError
         When the file is not a PEM Ed25519 public key.
     """
+    serialization, ed25519, _ = _crypto()
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
     except (ValueError, TypeError) as exc:
         raise ParseError(f"not a PEM public key ({exc})", source=str(path)) from None
-    if not isinstance(key, Ed25519PublicKey):
+    if not isinstance(key, ed25519.Ed25519PublicKey):
         raise ParseError(f"expected an Ed25519 key, got {type(key).__name__}", source=str(path))
     return key
 
 
 def key_id(key: Ed25519PublicKey) -> str:
     """Short, stable id of a public key (first 16 hex digits of the SHA-256 of its raw bytes)."""
+    serialization = _crypto()[0]
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return sha256(raw)[:16]
 
@@ -284,10 +300,11 @@ def verify_image(
             )
         )
 
+    invalid_signature = _crypto()[2]
     try:
         public_key.verify(base64.b64decode(manifest.signature, validate=True), manifest.payload())
         checks["signature"] = True
-    except (InvalidSignature, ValueError):
+    except (invalid_signature, ValueError):
         checks["signature"] = False
         fail(
             "signature",
