@@ -32,10 +32,9 @@ import numpy as np
 import pandas as pd
 
 from misuse.fingerprint.classifier import DeviceClassifier, identify
-from misuse.fingerprint.features import window_features
+from misuse.fingerprint.features import GROUPS, window_features
 from misuse.fingerprint.monitor import FingerprintMonitor
-from misuse.fingerprint.observe import flow_observations, packet_observations
-from misuse.ingest.pcap_stream import iter_packet_arrays
+from misuse.fingerprint.observe import capture_observations, flow_observations
 from misuse.ingest.zeek import ZeekReader
 
 DATA = Path(os.environ.get("MISUSE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -56,18 +55,18 @@ def _macro_f1(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean(f1))
 
 
-def on_demand_windows(window: float = 3600.0) -> pd.DataFrame:
+def on_demand_windows(window: float = 3600.0, groups: tuple[str, ...] = GROUPS) -> pd.DataFrame:
     """Window features of the seven iot-on-demand devices plus the IoT-23 4-1 Hue bridge."""
     devices = pd.read_csv(DATA / "iot-on-demand/devices/devices.csv").dropna(subset=["address", "ether"])
     keys = {str(r.address): str(r.device) for r in devices.itertuples()}
     keys |= {str(r.ether): str(r.device) for r in devices.itertuples()}
     parts = []
     for pcap in sorted((DATA / "iot-on-demand/pcaps").glob("*.pcap")):
-        obs = packet_observations(iter_packet_arrays(pcap), keys)
+        obs = capture_observations(pcap, keys)
         parts.append(obs[obs["device"] == pcap.stem])
     hue = DATA / "iot23/CTU-Honeypot-Capture-4-1/2018-10-25-14-06-32-192.168.1.132.pcap.xz"
-    parts.append(packet_observations(iter_packet_arrays(hue), {"192.168.1.132": "hue-bridge-01"}))
-    f = window_features(pd.concat(parts, ignore_index=True), window)
+    parts.append(capture_observations(hue, {"192.168.1.132": "hue-bridge-01"}))
+    f = window_features(pd.concat(parts, ignore_index=True), window, groups=groups)
     f["type"] = f["device"].map(_type)
     return f
 
@@ -216,6 +215,10 @@ def main() -> None:
     train, test = _split_on_demand(f)
     clf = report_identification(
         "iot-on-demand pcaps + IoT-23 4-1 pcap, 1 h windows, train <= 03-11 / test >= 03-12", train, test
+    )
+    with_dns = on_demand_windows(groups=(*GROUPS, "dns"))
+    report_identification(
+        "the same with the names the devices look up (feature group 'dns', opt-in)", *_split_on_demand(with_dns)
     )
     flows = iot23_windows()
     ftr, fte = _time_split(flows)

@@ -16,11 +16,10 @@ from misuse.alerts.model import Alert
 from misuse.cli.common import DEFAULT_PROJECT, JsonOpt, ProjectOpt, console, emit_json, handled, open_store
 from misuse.errors import InvalidParameterError, ParseError, SchemaError
 from misuse.fingerprint.classifier import DeviceClassifier, identify
-from misuse.fingerprint.features import window_features
+from misuse.fingerprint.features import ALL_GROUPS, GROUPS, window_features
 from misuse.fingerprint.monitor import FingerprintMonitor
-from misuse.fingerprint.observe import flow_observations, packet_observations
+from misuse.fingerprint.observe import capture_observations, flow_observations
 from misuse.ingest.formats import get_reader, sniff_format
-from misuse.ingest.pcap_stream import iter_packet_arrays
 
 devices_app = typer.Typer(
     help="Device fingerprints: learn device types from traffic, list devices with their type, check for spoofing.",
@@ -65,19 +64,23 @@ def device_type(name: str) -> str:
     return head if head and tail.isdigit() else name
 
 
-def _windows(paths: list[Path], keys: dict[str, str] | None, window: float) -> pd.DataFrame:
+def _windows(
+    paths: list[Path], keys: dict[str, str] | None, window: float, groups: tuple[str, ...] = ALL_GROUPS
+) -> pd.DataFrame:
+    """Fingerprint windows of the captures; ``groups`` default to all, so a saved classifier finds
+    whichever features it was trained on."""
     parts = []
     for p in paths:
         fmt = sniff_format(p)
         if fmt in ("pcap", "pcapng"):
-            parts.append(packet_observations(iter_packet_arrays(p), keys))
+            parts.append(capture_observations(p, keys))
         elif fmt in ("zeek", "zeek-json"):
             parts.append(flow_observations(get_reader(fmt).read(p), keys))
         else:
             raise ParseError(f"expected a pcap/pcapng capture or a Zeek conn log, found {fmt}", source=str(p))
     if not window > 0:
         raise InvalidParameterError(f"The '--window' option must be > 0. Got {window}.")
-    return window_features(pd.concat(parts, ignore_index=True), window)
+    return window_features(pd.concat(parts, ignore_index=True), window, groups=groups)
 
 
 @devices_app.command("train")
@@ -89,12 +92,15 @@ def train(
     until: Annotated[
         str | None, typer.Option("--until", help="Only windows before this UTC date (YYYY-MM-DD).")
     ] = None,
+    dns_names: Annotated[
+        bool, typer.Option("--dns-names", help="Also fingerprint the names devices look up (feature group 'dns').")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Learn device-type fingerprints from captures of known devices and save the classifier."""
     with handled():
         keys, types = _device_table(devices)
-        f = _windows(captures, keys, window)
+        f = _windows(captures, keys, window, (*GROUPS, "dns") if dns_names else GROUPS)
         if until:
             f = f[f["window_start"] < pd.Timestamp(until, tz="UTC").timestamp()]
         if f.empty:

@@ -16,19 +16,22 @@ proto        int64     IP protocol (6 TCP, 17 UDP, 1/58 ICMP), 0 for non-IP fram
 bytes        float     bytes (packet length, or both directions of a flow)
 units        float     packets: 1; flows: 1 (the unit the size statistics are over)
 event_id     str       the packet number or flow uid (evidence)
+dns_name     str       the name a DNS query asks for, "" for anything else (optional column)
 ===========  ========  =====================================================================
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from misuse.errors import InvalidParameterError, SchemaError
-from misuse.ingest.pcap_stream import PacketArrays
+from misuse.ingest.pcap_dns import dns_queries, query_packets
+from misuse.ingest.pcap_stream import PacketArrays, iter_packet_arrays
 
 OBS_COLUMNS: tuple[str, ...] = (
     "device",
@@ -86,7 +89,9 @@ def parse_device_keys(devices: Mapping[str, str]) -> tuple[dict[int, str], dict[
     return v4, mac
 
 
-def packet_observations(chunks: Iterable[PacketArrays], devices: Mapping[str, str] | None) -> pd.DataFrame:
+def packet_observations(
+    chunks: Iterable[PacketArrays], devices: Mapping[str, str] | None, dns: Mapping[int, str] | None = None
+) -> pd.DataFrame:
     """The packets to or from the given devices, as observations (one row per packet and device side).
 
     Parameters
@@ -98,9 +103,12 @@ def packet_observations(chunks: Iterable[PacketArrays], devices: Mapping[str, st
         ARP sender/target) address is the device's address, or, for other frames, when its
         source or destination MAC is the device's MAC. None makes every private unicast
         IPv4 address a device named by its address.
+    dns:
+        ``{packet number: queried name}`` (:func:`misuse.ingest.pcap_dns.dns_queries`): fills the
+        ``dns_name`` column of the sender's observation of each query.
     """
     if devices is None:
-        return _local_packet_observations(list(chunks))
+        return _with_dns(_local_packet_observations(list(chunks)), dns)
     v4, mac = parse_device_keys(devices)
     names = sorted(set(devices.values()))
     code = {n: i for i, n in enumerate(names)}
@@ -148,8 +156,32 @@ def packet_observations(chunks: Iterable[PacketArrays], devices: Mapping[str, st
                 )
             )
     if not parts:
-        return _empty()
-    return pd.concat(parts, ignore_index=True).sort_values("ts", kind="stable").reset_index(drop=True)
+        return _with_dns(_empty(), dns)
+    obs = pd.concat(parts, ignore_index=True).sort_values("ts", kind="stable").reset_index(drop=True)
+    return _with_dns(obs, dns)
+
+
+def _with_dns(obs: pd.DataFrame, dns: Mapping[int, str] | None) -> pd.DataFrame:
+    if dns is None or "dns_name" in obs.columns:
+        return obs
+    names = {str(k): v for k, v in dns.items()}
+    asked = obs["event_id"].map(names).astype(object)
+    asked = asked.where(asked.notna(), "")
+    return obs.assign(dns_name=asked.where(obs["outbound"].to_numpy(dtype=bool), ""))
+
+
+def capture_observations(path: str | Path, devices: Mapping[str, str] | None) -> pd.DataFrame:
+    """:func:`packet_observations` of one capture file, with the names of its DNS queries (a second,
+    cheap pass over the file parses only the packets the first pass saw going to port 53)."""
+    queries: set[int] = set()
+
+    def tap() -> Iterator[PacketArrays]:
+        for arr in iter_packet_arrays(path):
+            queries.update(query_packets([arr]))
+            yield arr
+
+    obs = packet_observations(tap(), devices)
+    return _with_dns(obs, dns_queries(path, queries))
 
 
 def _local_packet_observations(chunks: list[PacketArrays]) -> pd.DataFrame:

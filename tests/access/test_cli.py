@@ -86,6 +86,22 @@ def test_devices_train_list_check(tmp_path: Path) -> None:
     assert alerts and {a["misuse_type"] for a in alerts} == {"impersonation"}
 
 
+def test_devices_train_with_dns_names_keeps_them_in_the_model(tmp_path: Path) -> None:
+    cam = _capture(tmp_path, "cam.pcap", "192.168.1.10", 443, 900, 0.0)
+    lock = _capture(tmp_path, "lock.pcap", "192.168.1.11", 8883, 40, 0.0)
+    table = tmp_path / "devices.csv"
+    table.write_text("device,address\ncam-01,192.168.1.10\nlock-01,192.168.1.11\n")
+    model = tmp_path / "fp"
+    args = ["devices", "train", str(cam), str(lock), "--devices", str(table), "--model", str(model), "--window", "600"]
+
+    trained = runner.invoke(app, [*args, "--dns-names"])
+    listed = runner.invoke(app, ["devices", "list", str(cam), "--model", str(model), "--window", "600", "--json"])
+
+    assert trained.exit_code == 0, trained.output
+    assert "f.dns.log_queries" in json.loads(next(model.parent.glob(f"{model.name}*.json")).read_text())["features"]
+    assert listed.exit_code == 0 and json.loads(listed.stdout)[0]["type"] == "cam"
+
+
 def test_device_type_strips_the_number() -> None:
     assert device_type("blink-cam-01") == "blink-cam"
     assert device_type("hue") == "hue"

@@ -111,3 +111,40 @@ def test_window_features_groups_and_parameters() -> None:
         window_features(obs, 600.0, groups=["colour"])
     with pytest.raises(InvalidParameterError, match="window"):
         window_features(obs, 0.0)
+
+
+def test_dns_names_reach_the_device_that_asked(write_pcap: Callable[[list[tuple[float, bytes]]], Path]) -> None:
+    from misuse.fingerprint.observe import capture_observations
+
+    pcap = write_pcap([(100.0 + i, _dns_frame(name)) for i, name in enumerate(["a.cloud.example.com"] * 3)])
+    obs = capture_observations(pcap, DEVICES)
+
+    assert obs["dns_name"].tolist() == ["a.cloud.example.com"] * 3
+    f = window_features(obs, 3600.0, min_units=1, groups=(*ALL_GROUPS,))
+    buckets = [c for c in f.columns if c.startswith("f.dns.h")]
+    assert len(buckets) == 16 and sorted(f[buckets].iloc[0].tolist())[-1] == 1.0  # one domain, one bucket
+    assert f["f.dns.log_queries"].iloc[0] == pytest.approx(np.log1p(3))
+    # without names (flows, or packets read without the second pass) the group is all zeros
+    plain = window_features(obs.drop(columns="dns_name"), 3600.0, min_units=1, groups=("dns",))
+    assert plain[[c for c in plain.columns if c.startswith("f.dns.")]].to_numpy().sum() == 0.0
+    assert "f.dns.log_queries" not in window_features(obs, 3600.0, min_units=1).columns  # opt-in
+
+
+def _dns_frame(name: str) -> bytes:
+    import dpkt
+
+    udp = dpkt.udp.UDP(sport=40000, dport=53, data=bytes(dpkt.dns.DNS(id=1, qd=[dpkt.dns.DNS.Q(name=name)])))
+    udp.ulen = len(udp)
+    ip = dpkt.ip.IP(src=bytes([192, 168, 1, 129]), dst=bytes([192, 168, 1, 1]), p=17, ttl=64, data=udp)
+    ip.len = len(ip)
+    return bytes(dpkt.ethernet.Ethernet(src=CAM_MAC, dst=b"\x00" * 6, type=dpkt.ethernet.ETH_TYPE_IP, data=ip))
+
+
+def test_registered_domain_and_stable_buckets() -> None:
+    from misuse.fingerprint.features import name_bucket, registered_domain
+
+    assert registered_domain("A1.iot.us-west-2.AmazonAWS.com.") == "amazonaws.com"
+    assert registered_domain("localhost") == "localhost"
+    b = name_bucket(np.array(["amazonaws.com", "immedia-semi.com", "amazonaws.com"]), 16)
+    assert b[0] == b[2] and 0 <= b.min() and b.max() < 16
+    assert name_bucket(np.array(["amazonaws.com"]), 16)[0] == 13  # FNV-1a: the same on every run and machine
