@@ -402,11 +402,14 @@ class FlowGraphSAGE:
             .reset_index(drop=True)
         )
 
-    def explain_one(self, flows: pd.DataFrame, row: int, top: int = 5) -> GraphExplanation:
+    def explain_one(
+        self, flows: pd.DataFrame, row: int, top: int = 5, neighbours: int | None = None
+    ) -> GraphExplanation:
         """Which of flow ``row``'s own features and which neighbouring flows drove its score.
 
         Attribution is |gradient x standardised input| of the flow's score with respect to every
-        edge feature of its window; a neighbour's weight is its share of the total.
+        edge feature of its window; a neighbour's weight is its share of the total. ``top`` features
+        and ``neighbours`` (default ``top``) neighbouring flows are returned.
         """
         self._require_fitted()
         if not 0 <= row < len(flows):
@@ -435,17 +438,17 @@ class FlowGraphSAGE:
         ]
         per_edge = attr.sum(axis=1)
         per_edge[me] = 0.0
-        neighbours = [
+        near = [
             {
                 "row": int(rows[k]),
                 "src": str(sub[self.src].iloc[k]),
                 "dst": str(sub[self.dst].iloc[k]),
                 "weight": float(per_edge[k] / total),
             }
-            for k in np.argsort(-per_edge)[:top]
+            for k in np.argsort(-per_edge)[: top if neighbours is None else neighbours]
             if per_edge[k] > 0
         ]
-        return GraphExplanation(float(s.detach()), feats, neighbours)
+        return GraphExplanation(float(s.detach()), feats, near)
 
     # ----- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
