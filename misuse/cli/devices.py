@@ -179,6 +179,16 @@ def access(
         typer.Option("--learn-until", help="Attempts before this UTC date only teach the account histories."),
     ] = None,
     year: Annotated[int | None, typer.Option("--year", help="Year of syslog stamps (they carry none).")] = None,
+    min_unusual: Annotated[
+        int,
+        typer.Option(
+            "--min-unusual",
+            min=1,
+            max=3,
+            help="How many of rare hour / new network / new client make an unusual login (1 alerts on each "
+            "alone, at low severity).",
+        ),
+    ] = 2,
     project: ProjectOpt = DEFAULT_PROJECT,
     store: Annotated[bool, typer.Option("--store", help="Also save the alerts in the project store.")] = False,
     as_json: JsonOpt = False,
@@ -194,7 +204,7 @@ def access(
             frame = (get_reader(fmt, year=year) if fmt == "authlog" else get_reader(fmt)).read(p)
             parts += [login_attempts(frame), api_logins(frame)]
         att = pd.concat(parts, ignore_index=True).sort_values("ts", kind="stable")
-        mon = LoginMonitor()
+        mon = LoginMonitor(min_unusual=min_unusual)
         if learn_until:
             cut = pd.Timestamp(learn_until, tz="UTC").timestamp()
             mon.learn_many(att[att["ts"] < cut])

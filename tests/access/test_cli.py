@@ -32,6 +32,25 @@ def test_access_reports_brute_force_then_success(tmp_path: Path) -> None:
     assert found[1]["misuse_type"] == "unauthorized_access"
 
 
+def test_access_min_unusual_reaches_the_monitor(tmp_path: Path) -> None:
+    days = [
+        f"Dec {d:02d} 09:00:00 srv sshd[1]: Accepted password for alice from 10.0.0.5 port 1 ssh2" for d in range(1, 8)
+    ]
+    odd = "Dec 09 09:00:00 srv sshd[2]: Accepted password for alice from 203.0.113.9 port 2 ssh2"
+    log = tmp_path / "auth.log"
+    log.write_text("\n".join([*days, odd]) + "\n")
+
+    default = runner.invoke(app, ["access", str(log), "--year", "2020", "--json"])
+    single = runner.invoke(app, ["access", str(log), "--year", "2020", "--json", "--min-unusual", "1"])
+    wrong = runner.invoke(app, ["access", str(log), "--min-unusual", "4"])
+
+    assert default.exit_code == 0 and json.loads(default.stdout) == []
+    found = json.loads(single.stdout)
+    assert [a["detector"] for a in found] == ["access.login.unusual_login"] and found[0]["severity"] == "low"
+    assert "new network" in found[0]["summary"]
+    assert wrong.exit_code == 2
+
+
 def test_access_rejects_a_missing_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["access", str(tmp_path / "nope.log")])
 

@@ -116,6 +116,19 @@ def test_unusual_login_needs_two_of_hour_network_client() -> None:
     assert any(c["typical"] == "App/1" and c["actual"] == "python-requests/2.31" for c in a.contributions)
 
 
+def test_with_min_unusual_one_each_signal_alone_is_a_low_alert() -> None:
+    mon = LoginMonitor(min_history=5, min_unusual=1)
+    _habit(mon)
+
+    hour = mon.process_one(ok(T0 + 20 * DAY + 3 * 3600.0))
+    net = mon.process_one(ok(T0 + 21 * DAY + 9 * 3600.0, source="198.51.100.7"))
+    client = mon.process_one(ok(T0 + 22 * DAY + 9 * 3600.0, client="python-requests/2.31"))
+
+    for alerts, feature in ((hour, "login_hour_utc"), (net, "source_network"), (client, "client")):
+        assert detectors(alerts) == ["unusual_login"] and alerts[0].severity == "low"
+        assert [c["feature"] for c in alerts[0].contributions] == [feature]
+
+
 def test_unusual_login_waits_for_history() -> None:
     mon = LoginMonitor(min_history=5)
     _habit(mon, days=3)
