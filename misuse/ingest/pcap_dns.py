@@ -16,7 +16,6 @@ from pathlib import Path
 import dpkt
 
 from misuse.errors import ParseError
-
 from misuse.ingest.base import open_binary
 from misuse.ingest.pcap_stream import PacketArrays
 

@@ -82,7 +82,7 @@ def test_a_truncated_tail_keeps_the_names_before_it(tmp_path: Path) -> None:
 def test_wrong_files_are_named(tmp_path: Path) -> None:
     bad = tmp_path / "notes.txt"
     bad.write_text("hello, this is not a capture\n")
-    with pytest.raises(ParseError, match="notes.txt"):
+    with pytest.raises(ParseError, match=r"notes\.txt"):
         dns_queries(bad)
     with pytest.raises(ParseError, match="no such file"):
         dns_queries(tmp_path / "missing.pcap")
