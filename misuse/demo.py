@@ -16,6 +16,8 @@ from misuse.errors import ParseError
 from misuse.eval.metrics import binary_metrics, incident_metrics
 from misuse.events import is_malicious_label
 from misuse.pipeline import detect, train
+from misuse.profiles.check import profile_alerts, refine_types
+from misuse.profiles.profile import ProfileBook
 from misuse.report.html import write_report
 from misuse.store.duck import Store
 from misuse.workflows import Tick, ingest_files
@@ -70,7 +72,13 @@ def run_synthetic(
     detector: str = "iforest",
     tick: Tick | None = None,
 ) -> DemoResult:
-    """Simulate a site, learn its clean days, detect on the attack day, score against the truth."""
+    """Simulate a site, learn its clean days, detect on the attack day, score against the truth.
+
+    Two detectors run on the attack day: the per-entity window model over every event (its alerts
+    are typed from what drove them), and the people's profiles over their commands
+    (:func:`~misuse.profiles.check.profile_alerts`), which say *who* acts: their warnings are alerts
+    of their own and give their type to the window alerts they overlap.
+    """
     from misuse.simulate import simulate_site, write_site
 
     out.mkdir(parents=True, exist_ok=True)
@@ -90,6 +98,12 @@ def run_synthetic(
         model.save(store.model_dir("demo"))
         store.register_model("demo", "window", model.info)
         alerts, scored = detect(model, events[events["ts"] >= split], detector_name=f"window-{detector}")
+        # who acts: the people's commands against their own profiles (impersonation, insider, inadvertent)
+        commands = events[events["kind"] == "command"]
+        book = ProfileBook().learn(commands[commands["ts"] < split])
+        book.save(store, "site")
+        warnings = profile_alerts(book, commands[commands["ts"] >= split], kinds=("command",))
+        alerts = refine_types(alerts, warnings) + warnings
         store.clear_alerts("site", "demo")
         store.add_alerts(alerts, dataset="site", model="demo")
         adf = pd.DataFrame([a.to_dict() for a in alerts])

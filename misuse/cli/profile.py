@@ -7,29 +7,52 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import pandas as pd
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from misuse.cli.common import DEFAULT_PROJECT, JsonOpt, ProjectOpt, console, emit_json, err_console, handled, open_store
 from misuse.errors import InvalidParameterError, StoreError
+from misuse.profiles.check import profile_alerts
 from misuse.profiles.profile import EntityProfile, ProfileBook
 from misuse.profiles.temporal import WEEKDAYS
 
-profile_app = typer.Typer(help="Per-entity behavioural profiles: build them, show one.", no_args_is_help=True)
+profile_app = typer.Typer(
+    help="Per-entity behavioural profiles: build them, show one, check new events against them.", no_args_is_help=True
+)
 eval_app = typer.Typer(help="Evaluations on public benchmarks.", no_args_is_help=True)
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="Stored dataset the profiles describe.")]
 _SHADES = " ░▒▓█"
 
 
+def _utc(option: str, value: str | None) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise typer.BadParameter(
+            f"expected a date or time such as 2026-03-01, got {value!r}", param_hint=option
+        ) from None
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+UntilOpt = Annotated[str | None, typer.Option("--until", help="Learn only from events before this UTC date/time.")]
+
+
 @profile_app.command("build")
-def build(dataset: DatasetOpt = "default", project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False) -> None:
+def build(
+    dataset: DatasetOpt = "default", until: UntilOpt = None, project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+) -> None:  # fmt: skip
     """Learn one profile per entity from a stored dataset and save them in the store."""
+    cut = _utc("--until", until)
     with handled():
         store = open_store(project)
         book = ProfileBook()
         for part in store.iter_events(dataset, columns=None):
-            book.learn(part)
+            book.learn(part if cut is None else part[part["ts"] < cut])
         if not len(book):
             raise StoreError(f"{store.root}: dataset {dataset!r} has no events (known: {store.dataset_names()})")
         n = book.save(store, dataset)
@@ -37,6 +60,45 @@ def build(dataset: DatasetOpt = "default", project: ProjectOpt = DEFAULT_PROJECT
             emit_json({"dataset": dataset, "profiles": n})
             return
         console.print(f"saved [bold]{n:,}[/] profiles of dataset '{dataset}'")
+
+
+@profile_app.command("check")
+def check(
+    dataset: DatasetOpt = "default",
+    since: Annotated[
+        str | None, typer.Option("--since", help="Assess events from this UTC date/time on (default: all).")
+    ] = None,
+    window: Annotated[float, typer.Option("--window", min=1.0, help="Window length in seconds.")] = 3600.0,
+    kinds: Annotated[
+        str, typer.Option("--kinds", help="Comma-separated event kinds to assess ('' for all).")
+    ] = "command",
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare new events with the stored profiles; store typed warnings (impersonation, insider and
+    inadvertent misuse) as alerts. Build the profiles first, on history: ``misuse profile build --until``."""
+    start = _utc("--since", since)
+    with handled():
+        store = open_store(project)
+        book = ProfileBook.load(store, dataset)
+        frame = store.events(dataset)
+        if start is not None:
+            frame = frame[frame["ts"] >= start]
+        wanted = tuple(k.strip() for k in kinds.split(",") if k.strip()) or None
+        found = profile_alerts(book, frame, window=window, kinds=wanted)
+        store.add_alerts(found, dataset=dataset, model="profiles")
+        if as_json:
+            emit_json([a.to_dict() for a in found])
+            return
+        if not found:
+            console.print(f"no warnings on {len(frame):,} events of {len(book):,} profiled entities")
+            return
+        table = Table(title=f"{len(found)} warning(s), stored as alerts")
+        for col in ("window_start", "entity", "misuse_type", "severity", "summary"):
+            table.add_column(col, overflow="fold")
+        for a in found:
+            table.add_row(str(a.window_start)[:19], a.entity, a.misuse_type, a.severity, a.summary)
+        console.print(table)
 
 
 def _heatmap(p: EntityProfile) -> Text:

@@ -107,15 +107,29 @@ class BoundedCounts:
 
 @dataclass(slots=True)
 class Footprint:
-    """An entity's distribution over actions and peers, with novelty of never-seen ones."""
+    """An entity's distribution over actions and peers, with novelty of never-seen ones, and the
+    contexts it acts from (client strings, source networks: :func:`context_values`), kept only for
+    entities whose events carry them."""
 
     actions: BoundedCounts = field(default_factory=BoundedCounts)
     peers: BoundedCounts = field(default_factory=lambda: BoundedCounts(capacity=16))
+    contexts: BoundedCounts | None = None
 
-    def update(self, actions: Iterable[str], peers: Iterable[str] = ()) -> None:
-        """Fold a run of actions (and their peers, "" ignored) into the footprint."""
+    def update(self, actions: Iterable[str], peers: Iterable[str] = (), contexts: Iterable[str] = ()) -> None:
+        """Fold a run of actions (and their peers and contexts, "" ignored) into the footprint."""
         self.actions.update(str(a) for a in actions)
         self.peers.update(str(p) for p in peers if p)
+        ctx = [c for c in contexts if c]
+        if ctx:
+            if self.contexts is None:
+                self.contexts = BoundedCounts(capacity=CONTEXT_CAPACITY)
+            self.contexts.update(ctx)
+
+    def new_contexts(self, contexts: Iterable[str]) -> list[str] | None:
+        """Contexts never seen for this entity; None when the entity has no contexts to compare with."""
+        if self.contexts is None:
+            return None
+        return sorted({c for c in contexts if c and c not in self.contexts})
 
     def novelty(self, actions: Iterable[str]) -> float:
         """Share of ``actions`` that the footprint has never seen (0..1)."""
@@ -150,9 +164,49 @@ class Footprint:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form for JSON."""
-        return {"actions": self.actions.to_dict(), "peers": self.peers.to_dict()}
+        out = {"actions": self.actions.to_dict(), "peers": self.peers.to_dict()}
+        if self.contexts is not None:
+            out["contexts"] = self.contexts.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Footprint:
-        """Inverse of :meth:`to_dict`."""
-        return cls(BoundedCounts.from_dict(d["actions"]), BoundedCounts.from_dict(d["peers"]))
+        """Inverse of :meth:`to_dict` (profiles saved before contexts existed load without them)."""
+        ctx = d.get("contexts")
+        return cls(
+            BoundedCounts.from_dict(d["actions"]),
+            BoundedCounts.from_dict(d["peers"]),
+            BoundedCounts.from_dict(ctx) if ctx is not None else None,
+        )
+
+
+#: event columns that say where an entity acts from: the client string and the source address
+CONTEXT_COLUMNS: tuple[str, ...] = ("cat.client", "cat.user_agent", "cat.client_id", "cat.src_ip")
+CONTEXT_CAPACITY = 8
+
+
+def context_values(frame: Any) -> list[str]:
+    """One context string per event and context column present: ``client:<value>`` for client
+    strings, ``net:<a.b.c>`` (the /24) for IPv4 sources, ``net:<address>`` otherwise.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> context_values(pd.DataFrame({"cat.client": ["App/1"], "cat.src_ip": ["192.168.1.20"]}))
+    ['client:App/1', 'net:192.168.1']
+    """
+    out: list[str] = []
+    for col in CONTEXT_COLUMNS:
+        if col not in getattr(frame, "columns", ()):
+            continue
+        values = [str(v) for v in frame[col].tolist() if v is not None and v == v and str(v) not in ("", "-")]
+        if col == "cat.src_ip":
+            out += [f"net:{_net24(v)}" for v in values]
+        else:
+            out += [f"client:{v}" for v in values]
+    return out
+
+
+def _net24(address: str) -> str:
+    parts = address.split(".")
+    return ".".join(parts[:3]) if len(parts) == 4 and all(p.isdigit() for p in parts) else address

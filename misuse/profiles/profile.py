@@ -22,7 +22,7 @@ import pandas as pd
 from misuse.errors import SchemaError, StoreError
 from misuse.events import NUM_PREFIX
 from misuse.profiles.distribution import QuantileSketch
-from misuse.profiles.footprint import Footprint
+from misuse.profiles.footprint import Footprint, context_values
 from misuse.profiles.temporal import WEEKDAYS, Temporal
 from misuse.store.duck import Store
 
@@ -40,9 +40,19 @@ def _seconds(ts: pd.Series) -> np.ndarray:
     return pd.to_numeric(ts, errors="coerce").to_numpy(dtype="float64")  # type: ignore[no-any-return]
 
 
+def numeric_key(action: str, attribute: str) -> str:
+    """Name of the sketch of a command's numeric parameter: ``set_temp:value``."""
+    return f"{action}:{attribute}"
+
+
 @dataclass(slots=True)
 class EntityProfile:
-    """One entity's baseline: footprint, temporal behaviour and numeric sketches."""
+    """One entity's baseline: footprint, temporal behaviour and numeric sketches.
+
+    Numeric sketches are kept per ``num.*`` attribute (at most ``max_numeric``) and, for events of
+    kind ``command``, also per command and attribute (:func:`numeric_key`): a thermostat's
+    ``set_temp`` value and a camera's ``view_stream`` duration are different quantities.
+    """
 
     entity: str
     footprint: Footprint = field(default_factory=Footprint)
@@ -57,16 +67,23 @@ class EntityProfile:
             return
         frame = frame.sort_values("ts", kind="stable")
         peers = frame["peer"].astype(str) if "peer" in frame else pd.Series([], dtype=str)
-        self.footprint.update(frame["action"].astype(str).tolist(), peers.tolist())
+        self.footprint.update(frame["action"].astype(str).tolist(), peers.tolist(), context_values(frame))
         self.temporal.update(_seconds(frame["ts"]))
+        commands = frame["kind"].astype(str).to_numpy() == "command" if "kind" in frame else None
+        actions = frame["action"].astype(str).to_numpy()
         for col in [c for c in frame.columns if str(c).startswith(NUM_PREFIX)]:
             name = str(col)[len(NUM_PREFIX) :]
-            if name not in self.numeric and len(self.numeric) >= self.max_numeric:
-                continue
             values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype="float64")
-            if np.isfinite(values).any():
-                self.numeric.setdefault(name, QuantileSketch()).update(values)
+            self._sketch(name, values)
+            if commands is not None and commands.any():  # a command's parameter means what its command says
+                for action in np.unique(actions[commands & np.isfinite(values)]):
+                    self._sketch(numeric_key(str(action), name), values[commands & (actions == action)])
         self.events += len(frame)
+
+    def _sketch(self, key: str, values: np.ndarray) -> None:
+        if not np.isfinite(values).any() or (key not in self.numeric and len(self.numeric) >= self.max_numeric):
+            return
+        self.numeric.setdefault(key, QuantileSketch()).update(values)
 
     def describe(self) -> list[str]:
         """The baseline in words."""

@@ -13,6 +13,7 @@ from misuse.cli.common import EXIT_INPUT, EXIT_STORE
 
 runner = CliRunner()
 COMMANDS = ["ingest", "train", "detect", "alerts", "feedback", "simulate", "demo"]
+PEOPLE = {"impersonation", "insider_misuse", "inadvertent_misuse"}
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -66,6 +67,9 @@ def test_demo_end_to_end_then_alerts_and_feedback(tmp_path: Path) -> None:
     assert (out / "report.html").read_text().count("<details>") == summary["alerts"]
     inc = summary["metrics"]["incidents"]
     assert inc["recall"] is not None and inc["precision"] is not None
+    # the people's profiles say who acts: the three account-level incidents come out with their own type
+    people = {r["type"]: r for r in inc["incidents"] if r["type"] in PEOPLE}
+    assert set(people) == PEOPLE and all(r["detected"] and r["type_correct"] for r in people.values())
     project = summary["project"]
     r = runner.invoke(app, ["alerts", "-p", project, "--json", "--limit", "500"])
     alerts = json.loads(r.output)
