@@ -20,7 +20,8 @@ have only the PAM line (older Linux) carry their failures in ``pam.auth_failure`
 
 Syslog stamps have no year and no zone: the ``year`` parameter (default: this year) and ``tz``
 (default UTC) supply them, and the year advances when the month steps back (Dec -> Jan).
-A line without a syslog header goes to the dead letters.
+A line without a syslog header, or whose time does not exist or lies outside the years the event
+model holds (:data:`~misuse.events.TS_LIMIT`), goes to the dead letters.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from misuse.errors import InvalidParameterError, ParseError
+from misuse.events import ts_ok
 from misuse.ingest.base import DeadLetter, RecordReader, open_text, read_guard
 
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -112,6 +114,8 @@ _RULES: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"^\(to (?P<user>[^)]+)\) (?P<by>\S+) on"), "su", ""),
 ]
 _PROBE_LINES = 20
+#: the last year whose every second the event model holds (TS_LIMIT falls in July 2261)
+MAX_YEAR = 2260
 
 
 def _zone(tz: str) -> ZoneInfo | None:
@@ -147,8 +151,10 @@ class AuthLogReader(RecordReader):
     name = "authlog"
 
     def __init__(self, year: int | None = None, tz: str = "UTC") -> None:
-        if year is not None and not 1970 <= year <= 9999:
-            raise InvalidParameterError(f"The 'year' parameter of AuthLogReader must be in 1970..9999. Got {year}.")
+        if year is not None and not 1970 <= year <= MAX_YEAR:
+            raise InvalidParameterError(
+                f"The 'year' parameter of AuthLogReader must be in 1970..{MAX_YEAR}. Got {year}."
+            )
         self.year = year
         self.tz = tz
         self._zone = _zone(tz)
@@ -175,7 +181,11 @@ class AuthLogReader(RecordReader):
                     continue
                 seen_header = True
                 if m["iso"]:
-                    ts = _iso_ts(m["iso"], self._zone)
+                    try:
+                        ts = _iso_ts(m["iso"], self._zone)
+                    except ValueError as exc:
+                        dead.add(str(path), n, f"bad time stamp {m['iso']!r}: {exc}", line)
+                        continue
                 else:
                     month = _MONTHS.get(m["mon"])
                     if month is None:
@@ -190,6 +200,10 @@ class AuthLogReader(RecordReader):
                         dead.add(str(path), n, f"bad time stamp: {exc}", line)
                         continue
                     ts = _localize(stamp, self._zone)
+                if not ts_ok(ts):
+                    stamp_text = m["iso"] or f"{m['mon']} {m['day']} {m['time']} {year}"
+                    dead.add(str(path), n, f"time stamp out of range (years 1677 to 2262): {stamp_text!r}", line)
+                    continue
                 yield _record(m, ts, path.name, n)
         if not seen_header:
             what = f"no line has a syslog header (first: {first_bad!r})" if first_bad else "no log lines"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from misuse.errors import ParseError
-from misuse.events import CAT_PREFIX, NUM_PREFIX
+from misuse.events import CAT_PREFIX, NUM_PREFIX, ts_ok
 from misuse.ingest.base import DeadLetter, RecordReader, open_text
 
 FIELDS = ("event_id", "entity", "peer", "kind", "action", "label", "source")
@@ -68,7 +68,7 @@ def _ts(v: object, where: str) -> float:
     if isinstance(v, int | float):
         if not math.isfinite(float(v)):
             raise ParseError(f"field 'ts' is not finite: {v!r}", source=where)
-        return float(v)
+        return _in_range(float(v), v, where)
     if isinstance(v, str):
         try:
             dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
@@ -76,8 +76,14 @@ def _ts(v: object, where: str) -> float:
             raise ParseError(f"field 'ts' is not ISO-8601: {v!r}", source=where) from None
         if dt.tzinfo is None:
             raise ParseError(f"field 'ts' has no timezone (UTC expected, e.g. 'Z'): {v!r}", source=where)
-        return dt.timestamp()
+        return _in_range(dt.timestamp(), v, where)
     raise ParseError(f"field 'ts' must be ISO-8601 or epoch seconds, got {type(v).__name__}", source=where)
+
+
+def _in_range(ts: float, v: object, where: str) -> float:
+    if not ts_ok(ts):
+        raise ParseError(f"field 'ts' is out of range (years 1677 to 2262): {v!r}", source=where)
+    return ts
 
 
 class EventJsonReader(RecordReader):

@@ -234,8 +234,8 @@ def _time(value: object, origin: str) -> TimeSpec:
     except (ZoneInfoNotFoundError, ValueError):
         raise _fail(origin, "ts.timezone", f"unknown time zone {tz!r}") from None
     base = value.get("base", 0.0)
-    if isinstance(base, bool) or not isinstance(base, int | float):
-        raise _fail(origin, "ts.base", f"expected a number of epoch seconds, got {base!r}")
+    if isinstance(base, bool) or not isinstance(base, int | float) or not -TS_LIMIT < base < TS_LIMIT:
+        raise _fail(origin, "ts.base", f"expected a number of epoch seconds within +-{TS_LIMIT:g}, got {base!r}")
     return TimeSpec(
         column=_str(value["column"], origin, "ts.column") if "column" in value else None,
         formats=formats,
@@ -513,10 +513,12 @@ class _Mapper:
         keep = np.ones(len(raw), dtype=bool)
         ts = np.array(self._ts(raw, lines), dtype="float64")
         with np.errstate(invalid="ignore"):
+            far = np.isfinite(ts) & ~(np.abs(ts) < TS_LIMIT)
             ts[~(np.abs(ts) < TS_LIMIT)] = np.nan
         for i in np.flatnonzero(np.isnan(ts)):
             keep[i] = False
-            dead.add(str(self.path), int(lines[i]), f"cannot read the time from {self._ts_text(raw, int(i))!r}", "")
+            what = "time out of range (years 1677 to 2262)" if far[i] else "cannot read the time from"
+            dead.add(str(self.path), int(lines[i]), f"{what} {self._ts_text(raw, int(i))!r}", "")
         line_s = pd.Series(lines, dtype="int64").astype(str).to_numpy(dtype=object)
         out: dict[str, Any] = {"ts": ts, "source": self.path.name + ":" + line_s}
         for where, spec in self._specs():
@@ -577,25 +579,49 @@ class _Mapper:
             factor = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[t.epoch]
             return pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64") / factor
         text = text.astype(object).where(text.notna(), None)
-        if formats:
-            parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
-            for fmt in formats:
-                todo = parsed.isna()
-                if todo.any():
-                    parsed[todo] = pd.to_datetime(text[todo], format=fmt, errors="coerce").astype("datetime64[ns]")
-        else:
-            parsed = pd.to_datetime(text, errors="coerce", format="mixed")
-            if not pd.api.types.is_datetime64_any_dtype(parsed):
-                parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
-        if parsed.dt.tz is None:
-            parsed = parsed.dt.tz_localize(t.timezone, ambiguous=False, nonexistent="shift_forward")
-        seconds = (parsed.dt.tz_convert("UTC") - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-        return seconds.to_numpy(dtype="float64", na_value=np.nan)
+        if not formats:
+            return _seconds(_to_datetime(text, "mixed"), t.timezone)
+        seconds = np.full(len(text), np.nan)
+        for fmt in formats:
+            todo = np.isnan(seconds)
+            if not todo.any():
+                break
+            seconds[todo] = _seconds(_to_datetime(text[todo], fmt), t.timezone)
+        return seconds
 
     def _ts_text(self, raw: pd.DataFrame, i: int) -> str:
         t = self.m.ts
         parts = [raw[c].iat[i] for c in (t.column, t.time_column) if c and c in raw.columns]
         return " ".join(str(v) for v in parts)
+
+
+def _to_datetime(text: pd.Series, fmt: str) -> pd.Series:
+    """Date-times from text in one format (or "mixed"); NaT where a value does not parse.
+
+    Values with different UTC offsets come back in UTC.
+    """
+    try:
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+    except ValueError:  # mixed offsets
+        parsed = None
+    if parsed is None or not pd.api.types.is_datetime64_any_dtype(parsed):
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+    return parsed
+
+
+def _seconds(parsed: pd.Series, timezone: str) -> np.ndarray:
+    """Epoch seconds of date-times (naive ones are in ``timezone``); NaN for NaT.
+
+    Microseconds hold years 1..9999, so a far-off time comes out as a number that the caller sets
+    aside as out of range instead of overflowing nanoseconds.
+    """
+    parsed = parsed.dt.as_unit("us")
+    if parsed.dt.tz is None:
+        parsed = parsed.dt.tz_localize(timezone, ambiguous=False, nonexistent="shift_forward")
+    stamps = parsed.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    seconds: np.ndarray = stamps.view("int64") / 1e6
+    seconds[np.isnat(stamps)] = np.nan
+    return seconds
 
 
 def _column(raw: pd.DataFrame, name: str) -> pd.Series:

@@ -365,7 +365,8 @@ class ZeekReader(Reader):
                 continue
             ts = _json_ts(obj.get("ts")) if isinstance(obj, dict) else None
             if ts is None:
-                dead.add(str(p), n, "not a JSON object with a valid 'ts'", text)
+                got = f" (got {obj.get('ts')!r:.40})" if isinstance(obj, dict) else ""
+                dead.add(str(p), n, f"not a JSON object with a valid 'ts' in range{got}", text)
                 continue
             obj["ts"] = ts
             recs.append({k: _flat(v) for k, v in obj.items()})
@@ -408,7 +409,10 @@ def _json_ts(value: object) -> float | None:
             stamp = pd.to_datetime(value, utc=True, errors="coerce")
         except (ValueError, OverflowError):
             return None
-        return None if pd.isna(stamp) else float(stamp.value) / 1e9
+        if pd.isna(stamp):
+            return None
+        ts = float(stamp.timestamp())
+        return ts if ts_ok(ts) else None
     return None
 
 

@@ -54,6 +54,21 @@ def test_bad_lines_go_to_the_dead_letter_with_line_numbers(tmp_path: Path) -> No
     assert "timezone" in lines[3]["reason"]
 
 
+def test_an_out_of_range_time_is_a_dead_letter_and_the_good_lines_stay(tmp_path: Path) -> None:
+    p = tmp_path / "e.jsonl"
+    p.write_text(
+        '{"ts": 1e300, "entity": "a"}\n{"ts": 10, "entity": "b"}\n{"ts": "9999-01-01T00:00:00Z", "entity": "c"}\n'
+    )
+    dead = DeadLetter(path=tmp_path / "dead.jsonl")
+
+    f = EventJsonReader().read(p, dead=dead)
+
+    assert f["entity"].tolist() == ["b"]
+    lines = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [(d["source"], d["line"]) for d in lines] == [("e.jsonl", 1), ("e.jsonl", 3)]
+    assert all("out of range" in d["reason"] for d in lines)
+
+
 def test_file_with_no_valid_event_is_a_one_line_error(tmp_path: Path) -> None:
     p = tmp_path / "junk.jsonl"
     p.write_text("hello\nworld\n")

@@ -157,6 +157,7 @@ def test_batches_are_bounded(tmp_path: Path) -> None:
         ({"ts": "t", "entity": {"column": "a", "constant": "b"}}, "field 'entity'"),
         ({"ts": "t", "entity": "x", "num": "all"}, "field 'num'"),
         ({"ts": "t", "entity": "x", "header": False}, "field 'columns'"),
+        ({"ts": {"row_index": True, "base": 1e300}, "entity": "x"}, "field 'ts.base': .* within"),
     ],
 )
 def test_mapping_validation_names_the_field(mapping: dict[str, object], message: str) -> None:
