@@ -159,12 +159,22 @@ class ZeekReader(Reader):
             block, buf = buf[:cut], buf[cut:]
             yield from self._tsv_block(p, block, line_no, hdr, dead)
             line_no += block.count(b"\n")
+        if not hdr.fields:
+            raise ParseError(
+                "no #fields header: the file ends inside its header (cut or not a Zeek log)", source=str(p)
+            )
 
     def _tsv_block(self, p: Path, block: bytes, line_no: int, hdr: _Header, dead: DeadLetter) -> Iterator[pd.DataFrame]:
         pos = 0
         while pos < len(block):
             if block[pos : pos + 1] == b"#":
                 end = block.find(b"\n", pos)
+                if end < 0 and block.startswith((b"#fields", b"#types"), pos):
+                    # the file ends inside this line: a cut header names no (or the wrong) fields;
+                    # with no header before it, the check at the end of the file says so
+                    if hdr.fields:
+                        dead.add(str(p), line_no, "header line cut at the end of the file", block[pos:])
+                    return
                 end = len(block) if end < 0 else end + 1
                 self._header_line(p, block[pos:end], line_no, hdr)
                 line_no += 1

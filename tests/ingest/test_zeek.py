@@ -341,6 +341,9 @@ def test_batches_are_bounded(tmp_path: Path) -> None:
         (b"hello world\n", "not a Zeek log"),
         (b"#path\tconn\n1.0\tC1\n", "no #fields header"),
         (b"#separator ab\n", "#separator must be one character"),
+        (b"#separator \\x09\n#fields\tts\tui", "no #fields header: the file ends inside its header"),
+        (b"#separator \\x09\n#fiel", "no #fields header"),
+        (b"#separator \\x09\n#path\tconn\n", "no #fields header"),
     ],
 )
 def test_wrong_files_raise_parse_error_naming_the_file(tmp_path: Path, content: bytes, message: str) -> None:
@@ -351,6 +354,18 @@ def test_wrong_files_raise_parse_error_naming_the_file(tmp_path: Path, content: 
         ZeekReader().read(p)
 
     assert "conn.log" in str(info.value)
+
+
+def test_a_header_cut_at_the_end_after_data_is_a_dead_letter(tmp_path: Path) -> None:
+    lines = [*header(CONN_FIELDS, CONN_TYPES), conn_row(1.0, "C1"), "#close\t2019-03-15-15-00-00"]
+    p = tmp_path / "conn.log"
+    p.write_text("\n".join([*lines, *header(CONN_FIELDS, CONN_TYPES)[:-2]]) + "\n#fields\tts\tui")
+    dead = DeadLetter()
+
+    frame = ZeekReader().read(p, dead=dead)
+
+    assert frame["event_id"].tolist() == ["C1"]
+    assert [(s["line"], s["reason"]) for s in dead.samples] == [(17, "header line cut at the end of the file")]
 
 
 def test_log_path_from_name() -> None:
