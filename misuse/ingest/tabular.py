@@ -156,12 +156,32 @@ def load_mapping(spec: str | Path | Mapping[str, Any] | ColumnMapping) -> Column
         raise SchemaError(f"mapping {spec}: no such file and no built-in mapping (built-in: {builtin_mappings()})")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SchemaError(f"mapping {path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"mapping {path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except yaml.YAMLError as exc:
+        raise SchemaError(f"mapping {path}{yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise SchemaError(f"mapping {path}: expected a YAML mapping at the top, got {type(data).__name__}")
     data.setdefault("name", path.stem)
     return _validate(data, str(path))
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: `` line L column C: not valid YAML: <problem> (<context>)``.
+
+    >>> try:
+    ...     yaml.safe_load("entity: a: b\\n")
+    ... except yaml.YAMLError as exc:
+    ...     print("bad.yaml" + yaml_problem(exc))
+    bad.yaml line 1 column 10: not valid YAML: mapping values are not allowed here
+    """
+    mark = getattr(exc, "problem_mark", None)
+    where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc).splitlines()[0]
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context != problem and context_mark is not None:
+        problem = f"{problem} ({context} from line {context_mark.line + 1})"
+    return f"{where}: not valid YAML: {' '.join(str(problem).split())}"
 
 
 def _fail(origin: str, where: str, message: str) -> SchemaError:

@@ -174,6 +174,27 @@ def test_mapping_file_errors_name_the_file(tmp_path: Path) -> None:
         load_mapping("no_such_mapping")
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"ts:\n  column: [a\nentity: x\n", r"bad\.yaml line 3 column 7: not valid YAML: expected ',' or '\]'"),
+        (b"ts: {column: t}\n\tentity: x\n", r"bad\.yaml line 2 column 1: not valid YAML: found character"),
+        (b"\x00\xff", r"bad\.yaml: not UTF-8 text \(byte 1"),
+        (b"ts: t\x01\n", r"bad\.yaml: not valid YAML: unacceptable character"),
+    ],
+)
+def test_a_malformed_mapping_file_is_one_line_naming_file_and_line(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_bytes(content)
+
+    with pytest.raises(SchemaError, match=message) as info:
+        load_mapping(p)
+
+    assert "\n" not in str(info.value)
+
+
 def test_builtin_mappings_load() -> None:
     assert builtin_mappings() == ["edge_iiotset", "iot_on_demand", "nbaiot", "ton_iot"]
     assert all(load_mapping(name).name == name for name in builtin_mappings())
