@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from misuse.errors import ParseError
+from misuse.errors import InvalidParameterError, ParseError
 from misuse.ingest.authlog import AuthLogReader
 from misuse.ingest.cowrie import CowrieReader
-from misuse.ingest.formats import FORMATS, get_reader, sniff_format
+from misuse.ingest.formats import FORMATS, get_reader, reader_for, sniff_format
 from misuse.ingest.sea import SeaReader
 from misuse.ingest.tabular import TabularReader
 from misuse.ingest.zeek import ZeekReader
@@ -30,7 +30,7 @@ SAMPLES: dict[str, bytes] = {
     "cowrie": json.dumps({"eventid": "cowrie.session.connect", "timestamp": "2018-05-06T17:44:05Z"}).encode() + b"\n",
     "jsonl": b'{"a": 1}\n{"a": 2}\n',
     "authlog": b"Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster from 173.234.31.186\n",
-    "sea": b"cpp\nsh\nxrdb\nls\n",
+    "sea": b"cpp\nsh\nxrdb\nls\n[\n" * 5,
     "csv": b"date,time,value\n25-Apr-19,10:00:00,3\n",
 }
 
@@ -48,8 +48,11 @@ def test_sniffs_each_format_through_compression(tmp_path: Path, fmt: str, conten
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"\x00\x01\x02 binary junk", "unknown format: first line is"),
-        (b"hello world\n", "unknown format"),
+        (b"\x00\x01\x02 binary junk", "cannot tell the format: first line is"),
+        (b"hello world\n", "cannot tell the format"),
+        (b"garbage\n", "cannot tell the format: 1 line"),
+        (gzip.compress(b"hello\n"), "cannot tell the format: 1 line"),
+        (("\n".join(f"word{i}" for i in range(30)) + "\n").encode(), "cannot tell the format: 30 line"),
         (b"{broken json\n", "looks like JSON but is not"),
         (b"[1, 2]\n", "not an object"),
         (b"\n\n\n", "no text lines"),
@@ -64,6 +67,41 @@ def test_unknown_content_names_the_file_and_what_was_seen(tmp_path: Path, conten
         sniff_format(p)
 
     assert "mystery.bin" in str(info.value)
+
+
+def test_a_short_or_unrepetitive_word_list_is_not_taken_for_sea_but_reads_as_sea_when_asked(tmp_path: Path) -> None:
+    p = tmp_path / "User9"
+    p.write_bytes(b"ls\ncat\nvi\n")
+
+    with pytest.raises(ParseError, match="give the format sea"):
+        sniff_format(p)
+    assert len(get_reader("sea").read(p)) == 3
+
+
+def test_csv_and_jsonl_without_a_mapping_name_the_file_and_the_mappings(tmp_path: Path) -> None:
+    csv_file, jsonl_file = tmp_path / "x.csv", tmp_path / "y.jsonl"
+    csv_file.write_text("a,b\n1,2\n")
+    jsonl_file.write_text('{"a": 1}\n')
+
+    for path, fmt in ((csv_file, "csv"), (jsonl_file, "jsonl")):
+        with pytest.raises(
+            ParseError, match=f"{path.name}: a {fmt} file needs a column mapping: --mapping FILE"
+        ) as info:
+            reader_for(path)
+        assert "nbaiot" in str(info.value) and "ton_iot" in str(info.value)
+    with pytest.raises(InvalidParameterError, match="'csv' needs a column mapping"):
+        get_reader("csv")
+
+
+def test_reader_for_gives_the_mapping_to_tabular_files_only(tmp_path: Path) -> None:
+    zeek, table = tmp_path / "conn.log", tmp_path / "t.csv"
+    zeek.write_bytes(SAMPLES["zeek"])
+    table.write_text("n,dev\n1,cam\n")
+    mapping = {"ts": {"row_index": True}, "entity": "dev"}
+
+    kinds = [reader_for(p, mapping=mapping) for p in (zeek, table)]
+
+    assert [(k, type(r)) for k, r in kinds] == [("zeek", ZeekReader), ("csv", TabularReader)]
 
 
 def test_truncated_compressed_file_is_a_parse_error(tmp_path: Path) -> None:
@@ -139,3 +177,12 @@ def test_any_bytes_give_a_format_or_parse_error(tmp_path: Path, data: bytes) -> 
 )
 def test_real_files_are_sniffed(shared_data: Path, relative: str, fmt: str) -> None:
     assert sniff_format(shared_data / relative) == fmt
+
+
+@pytest.mark.realdata
+def test_every_sea_user_file_is_sniffed_as_sea(shared_data: Path) -> None:
+    users = sorted((shared_data / "sea-masquerade/users").iterdir())
+
+    found = {sniff_format(u) for u in users}
+
+    assert len(users) == 50 and found == {"sea"}
