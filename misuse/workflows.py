@@ -12,13 +12,18 @@ import pandas as pd
 
 from misuse.alerts.model import Alert
 from misuse.errors import ParseError
-from misuse.ingest.base import DeadLetter
+from misuse.ingest.base import DeadLetter, Reader
 from misuse.pipeline import WindowModel, detect, train
 from misuse.store.duck import Store
 
 Tick = Callable[[int], None]
 #: writes batches of events from the named sources somewhere; returns the rows written
 EventSink = Callable[[Iterator[pd.DataFrame], list[str]], int]
+#: files a folder ingest passes over without looking inside: documentation, images, tool reports
+NOT_DATA_SUFFIXES = frozenset(
+    {".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".capinfos"}
+)
+NOT_DATA_NAMES = frozenset({"readme", "license", "licence", "provenance", "changelog", "notice", "authors"})
 
 
 @dataclass
@@ -32,21 +37,83 @@ class IngestResult:
     formats: dict[str, str] = field(default_factory=dict)
     dead_letter_file: str | None = None
     first_bad: str | None = None
+    #: files found in a named folder and not read, each ``{"file": ..., "reason": ...}``
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return dict(self.__dict__)
 
 
-def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
-    """Files named directly, plus the files inside named folders (recursively, sorted)."""
-    out: list[Path] = []
+def expand_paths(paths: Sequence[str | Path]) -> list[tuple[Path, bool]]:
+    """Files named directly, plus the files inside named folders (recursively, sorted), each with
+    True when it was found in a folder rather than named."""
+    out: list[tuple[Path, bool]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            out += [(f, True) for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith(".")]
         else:
-            out.append(p)
+            out.append((p, False))
     return out
+
+
+def not_data(path: Path) -> str | None:
+    """Why a file found in a folder is no data file, judged by its name (None: it may be one).
+
+    >>> not_data(Path("iot23/README.md")), not_data(Path("bro/conn.log"))
+    ('a .md file, not data', None)
+    """
+    suffix = path.suffix.lower()
+    if suffix in NOT_DATA_SUFFIXES:
+        return f"a {suffix} file, not data"
+    if path.name.lower().split(".", 1)[0] in NOT_DATA_NAMES:
+        return "documentation, not data"
+    return None
+
+
+def plan_readers(
+    paths: Sequence[str | Path], fmt: str | None = None, options: dict[str, Any] | None = None
+) -> tuple[list[tuple[Path, str, Reader]], list[dict[str, str]]]:
+    """The files to read with their format and reader, and the files of folders that are skipped.
+
+    A file named directly must be readable: any problem raises. Inside a named folder, a file
+    that is documentation by its name (README, ``*.md``, ``*.capinfos``...) or whose format cannot
+    be told (nor read: empty, corrupt) is skipped with the reason; a recognised file that cannot
+    be read as asked (a CSV without a mapping) still raises.
+
+    Raises
+    ------
+    ParseError
+        Naming the file and the problem, or the inputs when no file is left to read.
+    """
+    from misuse.ingest.formats import reader_for, sniff_format
+
+    found = expand_paths(paths)
+    plan: list[tuple[Path, str, Reader]] = []
+    skipped: list[dict[str, str]] = []
+    for f, in_folder in found:
+        kind = fmt
+        if in_folder:
+            why = not_data(f)
+            if why is None and kind is None:
+                try:
+                    kind = sniff_format(f)
+                except ParseError as exc:
+                    why = exc.reason
+            if why is not None:
+                skipped.append({"file": str(f), "reason": why})
+                continue
+        kind, reader = reader_for(f, kind, **(options or {}))
+        plan.append((f, kind, reader))
+    if not plan:
+        where = ", ".join(map(str, paths)) or "(none)"
+        if skipped:
+            raise ParseError(
+                f"no data file to read: skipped {len(skipped)} (first: {skipped[0]['file']}: {skipped[0]['reason']})",
+                source=where,
+            )
+        raise ParseError("no input files", source=where)
+    return plan, skipped
 
 
 def ingest_files(
@@ -63,35 +130,28 @@ def ingest_files(
     """Read files with the right readers and write their events into ``store`` as ``dataset``.
 
     Bad records are set aside in ``<project>/deadletter/<dataset>.jsonl`` and in the store's
-    ``dead_letters`` table. A file that is wrong as a whole raises :class:`ParseError`.
+    ``dead_letters`` table. A file that is wrong as a whole raises :class:`ParseError`; files of a
+    named folder that are not data are skipped and listed in ``skipped`` (see :func:`plan_readers`).
     ``write(batches, sources)`` replaces the store as the destination of the events (it returns
     how many rows it wrote); the scale-out path passes a partitioned Parquet writer.
     """
-    from misuse.ingest.formats import get_reader, sniff_format
-
-    files = expand_paths(paths)
-    if not files:
-        raise ParseError("no input files", source=", ".join(map(str, paths)) or "(none)")
+    plan, skipped = plan_readers(paths, fmt, options)
     dl_path = store.root / "deadletter" / f"{dataset}.jsonl"
     if not append and dl_path.exists():
         dl_path.unlink()
     dead = DeadLetter(path=dl_path)
-    result = IngestResult(dataset=dataset, dead_letter_file=str(dl_path))
-    readers = []
-    for f in files:
-        kind = fmt or sniff_format(f)
-        result.formats[str(f)] = kind
-        readers.append((f, get_reader(kind, **(options or {}))))
+    result = IngestResult(dataset=dataset, dead_letter_file=str(dl_path), skipped=skipped)
+    result.formats = {str(f): kind for f, kind, _ in plan}
 
     def batches() -> Iterator[pd.DataFrame]:
-        for f, reader in readers:
+        for f, _, reader in plan:
             result.files.append(str(f))
             for frame in reader.batches(f, dead=dead):
                 if tick is not None:
                     tick(len(frame))
                 yield frame
 
-    sources = [str(f) for f in files]
+    sources = [str(f) for f, _, _ in plan]
     if write is None:
         result.rows = store.write_events(dataset, batches(), sources, replace=not append)
     else:

@@ -21,7 +21,10 @@ from misuse.cli.common import (
     ticker,
 )
 from misuse.scale.partition import DEFAULT_BUCKETS
-from misuse.workflows import ingest_files
+from misuse.workflows import IngestResult, ingest_files
+
+#: skipped files listed one per line; beyond this many, a count (``--json`` lists them all)
+SKIPPED_SHOWN = 10
 
 
 def ingest(
@@ -55,7 +58,8 @@ def ingest(
 
     With ``--partitioned DIR`` the events go to Parquet files partitioned by entity hash instead,
     ready for ``misuse train|detect --partitioned DIR --cluster ...``. Bad records are counted and
-    set aside in a dead-letter file; they never stop the run.
+    set aside in a dead-letter file; they never stop the run. In a folder, files that are not data
+    (README, Markdown, capinfos, unknown formats) are skipped and listed.
     """
     with handled():
         store = open_store(project, create=True)
@@ -76,11 +80,20 @@ def ingest(
         if partitioned is not None:
             where = f"{partitioned} ({buckets} entity partitions, {where})"
         console.print(f"[bold]{result.rows:,}[/] events from {len(result.files)} file(s) into {where}")
+        _print_skipped(result)
         if result.bad_records:
             console.print(
                 f"[yellow]{result.bad_records:,} bad record(s) set aside[/] in {result.dead_letter_file}; "
                 f"first: {result.first_bad}"
             )
+
+
+def _print_skipped(result: IngestResult) -> None:
+    for s in result.skipped[:SKIPPED_SHOWN]:
+        console.print(f"skipped {s['file']}: {s['reason']}", highlight=False, markup=False, soft_wrap=True)
+    more = len(result.skipped) - SKIPPED_SHOWN
+    if more > 0:
+        console.print(f"skipped {more} more file(s) that are not data (--json lists them)", highlight=False)
 
 
 def alerts(

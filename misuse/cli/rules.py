@@ -9,8 +9,7 @@ import typer
 from rich.table import Table
 
 from misuse.cli.common import JsonOpt, console, emit_json, handled
-from misuse.ingest.base import Reader
-from misuse.ingest.formats import get_reader, sniff_format
+from misuse.ingest.formats import reader_for
 from misuse.rules import builtin_pack
 from misuse.rules.derive import Enricher
 from misuse.rules.engine import RuleEngine
@@ -88,6 +87,10 @@ def run(
     paths: Annotated[list[Path], typer.Argument(help="Event files (pcap, Zeek, auth.log, Cowrie, ...).")],
     rules: RulesOpt = None,
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="Input format (default: detected).")] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option("--mapping", "-m", help="Column mapping for csv/jsonl: a built-in name or a YAML file."),
+    ] = None,
     mqtt: Annotated[bool, typer.Option("--mqtt", help="Decode MQTT fields from pcap payloads.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -96,9 +99,9 @@ def run(
         loaded = _load(rules)
         engine = RuleEngine(loaded, enricher=Enricher())
         alerts = []
+        options = {"mapping": mapping} if mapping else {}
         for path in paths:
-            name = fmt or sniff_format(path)
-            reader: Reader = get_reader(name)
+            name, reader = reader_for(path, fmt, **options)
             frame = reader.read(path)
             if mqtt and name in ("pcap", "pcapng"):
                 from misuse.rules.mqtt import annotate_mqtt
