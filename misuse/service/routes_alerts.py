@@ -29,11 +29,17 @@ def _finite(v: Any) -> float | None:
     return f if f == f and abs(f) != float("inf") else None
 
 
+def iso(v: Any) -> str:
+    """A stored time as ISO-8601; a value the driver could not turn into a datetime (a row stored
+    with a time out of its range) as the database's own text, so that one odd row never fails a listing."""
+    return v.isoformat() if isinstance(v, datetime) else str(v)
+
+
 def alert_row(r: tuple[Any, ...]) -> dict[str, Any]:
     """One ``alerts`` row as the API's JSON form."""
     d = dict(zip([c.strip() for c in _COLS.split(",")], r, strict=True))
     for k in ("window_start", "window_end", "created_at"):
-        d[k] = d[k].isoformat() if isinstance(d[k], datetime) else str(d[k])
+        d[k] = iso(d[k])
     contribs = json.loads(d["contributions"] or "[]")
     for c in contribs:
         for k in ("typical", "actual", "weight"):

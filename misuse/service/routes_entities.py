@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from misuse.service.deps import StateDep, ViewerDep
 from misuse.service.errors import ERROR_RESPONSES, ApiError
-from misuse.service.routes_alerts import query_alerts
+from misuse.service.routes_alerts import iso, query_alerts
 from misuse.service.schemas import AlertOut, EntityOut, ProfileOut
 
 router = APIRouter(prefix="/api/entities", tags=["entities"], responses=ERROR_RESPONSES)
@@ -35,8 +35,8 @@ def list_entities(
         EntityOut(
             entity=r[0],
             events=r[1],
-            first_seen=r[2].isoformat(),
-            last_seen=r[3].isoformat(),
+            first_seen=iso(r[2]),
+            last_seen=iso(r[3]),
             alerts=r[4],
             open_alerts=r[5],
         )
@@ -74,7 +74,8 @@ def profile(
         ).fetchall()
     activity = [[0] * 24 for _ in range(7)]
     for d, h, c in grid:
-        activity[int(d)][int(h)] = int(c)
+        if d is not None and h is not None:
+            activity[int(d)][int(h)] = int(c)
     model = st.processor.model
     baseline = dict(model.baseline.medians_.get(entity, {})) if model is not None else {}
     _, recent = query_alerts(st, ["entity = ?"], [entity], 10)

@@ -12,7 +12,7 @@ from misuse.pipeline import train
 from misuse.service.deps import AdminDep, ServiceState, StateDep, ViewerDep
 from misuse.service.errors import ERROR_RESPONSES, ApiError
 from misuse.service.schemas import ModelOut, OkOut, TrainIn
-from misuse.service.stream import DATASET
+from misuse.service.stream import DATASET, stored_ts_ok
 
 router = APIRouter(prefix="/api/models", tags=["models"], responses=ERROR_RESPONSES)
 MAX_TRAIN_EVENTS = 2_000_000
@@ -47,11 +47,13 @@ def _training_events(st: ServiceState, dataset: str) -> pd.DataFrame:
         rows = st.store.con.execute(
             "SELECT record FROM stream_events ORDER BY ts DESC LIMIT ?", [MAX_TRAIN_EVENTS]
         ).fetchall()
-    if not rows:
+    # a row stored before times were range-checked would make the whole frame unrepresentable
+    records = [rec for rec in (json.loads(r[0]) for r in rows) if stored_ts_ok(rec)]
+    if not records:
         raise ApiError(
             409, "no events received on the stream yet; ingest some or name a stored dataset", code="no_data"
         )
-    return events_to_frame(json.loads(r[0]) for r in rows)
+    return events_to_frame(records)
 
 
 @router.post("/train", response_model=ModelOut, summary="Train a window model")

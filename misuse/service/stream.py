@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -27,20 +29,28 @@ import pandas as pd
 
 from misuse.alerts.model import Alert
 from misuse.errors import ParseError
-from misuse.events import events_to_frame
+from misuse.events import TS_LIMIT, events_to_frame, ts_ok
 from misuse.ingest.native import parse_event_object
 from misuse.pipeline import WindowModel, detect
 from misuse.service.backends import AnyStore, stream_tables
 from misuse.service.metrics import Metrics
 
+log = logging.getLogger("misuse.service.stream")
 DATASET = "stream"
 DEFAULT_WINDOW = 60.0
 MAX_RAW = 2000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TS_RANGE = "{:%Y-%m-%d} to {:%Y-%m-%d} UTC".format(*(_EPOCH + timedelta(seconds=s * TS_LIMIT) for s in (-1, 1)))
 
 
 @dataclass
 class Parsed:
-    """Events parsed from some payloads, and the payloads that were set aside."""
+    """Events parsed from some payloads, and the payloads that were set aside.
+
+    A dead letter is ``{"source", "line", "reason", "raw"}``; one set aside because its ``ts`` is
+    outside the range the event model holds also has ``"field": "ts"`` and ``"value"`` (the value
+    as sent), so that the HTTP route can refuse the whole batch instead.
+    """
 
     records: list[dict[str, object]] = field(default_factory=list)
     received: list[float] = field(default_factory=list)
@@ -71,21 +81,40 @@ def event_id_of(obj: dict[str, Any]) -> str:
     return "h:" + hashlib.sha1(canon.encode()).hexdigest()[:20]
 
 
+def ts_range_reason(value: object) -> str:
+    """Why a ``ts`` outside :data:`misuse.events.TS_LIMIT` is refused (``value`` as it was sent)."""
+    return (
+        f"field 'ts' is out of range: {value!r} (the event model holds epoch seconds strictly between "
+        f"-{TS_LIMIT:.3g} and {TS_LIMIT:.3g}, i.e. {_TS_RANGE})"
+    )
+
+
+def stored_ts_ok(rec: dict[str, Any]) -> bool:
+    """True when a stored record's ``ts`` is a number the event model holds (rows stored by older
+    versions, which did not check the range, may hold others)."""
+    ts = rec.get("ts")
+    return isinstance(ts, int | float) and not isinstance(ts, bool) and ts_ok(float(ts))
+
+
 def parse_objects(objs: Iterable[Any], where: str, origin: str, received: float, raw: str = "") -> Parsed:
     """Validate event objects (see :func:`misuse.ingest.native.parse_event_object`).
 
-    Bad objects become dead-letter samples with the reason; good ones get ``event_id`` (their own or
-    a content hash) and ``source`` (``where`` when absent).
+    Bad objects become dead-letter samples with the reason -- among them events whose ``ts`` is
+    outside the range the event model holds (:func:`misuse.events.ts_ok`), which the store, the
+    window features and training could not represent; good ones get ``event_id`` (their own or a
+    content hash) and ``source`` (``where`` when absent).
     """
     out = Parsed()
     for i, obj in enumerate(objs):
-        place = f"{where}[{i}]"
+        sent = _sent_ts(obj)
+        if sent is not None and not ts_ok(sent):
+            value = obj["ts"]
+            out.dead.append({**_dead(where, i, ts_range_reason(value), raw, obj), "field": "ts", "value": value})
+            continue
         try:
-            rec = parse_event_object(obj, place)
+            rec = parse_event_object(obj, f"{where}[{i}]")
         except ParseError as exc:
-            out.dead.append(
-                {"source": where, "line": i, "reason": exc.reason, "raw": raw or json.dumps(obj, default=str)[:MAX_RAW]}
-            )
+            out.dead.append(_dead(where, i, exc.reason, raw, obj))
             continue
         if "event_id" not in rec:
             rec["event_id"] = event_id_of(obj)
@@ -93,6 +122,25 @@ def parse_objects(objs: Iterable[Any], where: str, origin: str, received: float,
         out.records.append(rec)
         out.received.append(received)
     return out
+
+
+def _sent_ts(obj: Any) -> float | None:
+    """An event object's ``ts`` as epoch seconds (a number, or ISO-8601 with a zone); None when it is
+    not one -- :func:`parse_event_object` then says what is wrong with it."""
+    v = obj.get("ts") if isinstance(obj, Mapping) else None
+    if isinstance(v, str):
+        try:
+            dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return dt.timestamp() if dt.tzinfo is not None else None
+    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    return None
+
+
+def _dead(where: str, line: int, reason: str, raw: str, obj: Any) -> dict[str, Any]:
+    return {"source": where, "line": line, "reason": reason, "raw": raw or json.dumps(obj, default=str)[:MAX_RAW]}
 
 
 def parse_payload(payload: bytes, where: str, origin: str, received: float | None = None) -> Parsed:
@@ -169,12 +217,18 @@ class StreamProcessor:
     # ----- recovery -----------------------------------------------------------------------------
     def recover(self) -> int:
         """Replay stored events of windows not closed before a restart; returns how many."""
+        replayed = 0
         with self.lock:
-            rows = self.tables.open_records(self.window)
-            for rec in rows:
-                self._add(json.loads(rec))
+            for raw in self.tables.open_records(self.window):
+                rec = json.loads(raw)
+                if not stored_ts_ok(rec):
+                    # stored before times were range-checked: replaying it would fail every later window
+                    log.warning("not replaying event %s: %s", rec.get("event_id"), ts_range_reason(rec.get("ts")))
+                    continue
+                self._add(rec)
+                replayed += 1
             self.metrics.set("misuse_open_window_events", self.open_events())
-        return len(rows)
+        return replayed
 
     def open_events(self) -> int:
         """Events buffered in windows not yet closed."""

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from misuse.alerts.model import Alert
-from misuse.errors import MisuseError, ParseError
+from misuse.errors import ParseError
 from misuse.ingest.base import DeadLetter
 from misuse.ingest.zeek import ZeekReader
 from misuse.service.config import ServiceConfig
@@ -133,8 +133,8 @@ class MqttWorker:
                 last_idle = now
                 try:
                     self.processor.close_idle(self.cfg.idle_close, now)
-                except MisuseError as exc:
-                    log.error("closing idle windows failed: %s", exc)
+                except Exception:  # never let one bad window stop the batch thread
+                    log.exception("closing idle windows failed")
 
     def _drain(self) -> list[_Msg]:
         try:

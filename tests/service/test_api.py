@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -69,6 +70,7 @@ def test_every_failure_has_the_one_error_shape(api: TestClient, project: Project
         (api.post("/api/alerts/x/feedback", json={"verdict": "maybe"}, headers=admin), 422),
         (api.get("/api/alerts?limit=0", headers=viewer), 422),
         (api.post("/api/tokens", json={"name": "x", "role": "root"}, headers=admin), 422),
+        (api.post("/api/events", json={"events": [{"ts": 1e300, "entity": "a"}]}, headers=admin), 422),
         (api.post("/api/events", content=b"x" * 300_000, headers={**admin, "Content-Type": "application/json"}), 413),
     ]
     # execute + assert
@@ -166,3 +168,58 @@ def test_metrics_are_prometheus_text(api: TestClient, project: Project) -> None:
     stored = next(line for line in text.splitlines() if line.startswith("misuse_events_stored_total "))
     assert int(stored.split()[1]) > 0
     assert 'misuse_event_lag_seconds_bucket{le="+Inf"}' in text
+
+
+def test_events_with_times_out_of_range_are_refused_and_nothing_is_stored(api: TestClient, project: Project) -> None:
+    # prepare: one good event among times the event model cannot hold (numbers and ISO-8601)
+    now = time.time()
+    batch = [
+        {"ts": now, "entity": "dev-001"},
+        {"ts": 1e300, "entity": "dev-001"},
+        {"ts": -1e12, "entity": "zz"},
+        {"ts": "9999-12-31T00:00:00Z", "entity": "dev-002"},
+    ]
+    # execute
+    resp = api.post("/api/events", json={"events": batch}, headers=auth(project, "analyst"))
+    viewer = auth(project, "viewer")
+    stats = api.get("/api/stream/stats", headers=viewer).json()
+    entities = api.get("/api/entities", headers=viewer)
+    # assert: 422 naming each record's index and value; the good event was not stored either
+    err = assert_error_shape(resp, 422)
+    assert err["message"].startswith("events[1]: field 'ts' is out of range: 1e+300") and "2 more" in err["message"]
+    assert [d["loc"] for d in err["details"]] == [["body", "events", str(i), "ts"] for i in (1, 2, 3)]
+    assert "-1000000000000.0" in err["details"][1]["msg"] and "'9999-12-31T00:00:00Z'" in err["details"][2]["msg"]
+    assert stats["events_stored"] == 0 and stats["alerts"] == 0 and stats["dead_letters"] == 0
+    assert entities.status_code == 200 and entities.json() == []
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")  # storing 1e300 as before
+def test_rows_stored_with_times_out_of_range_break_no_endpoint(project: Project) -> None:
+    # prepare: rows as versions before the range check stored them, beside normal traffic
+    from misuse.service.backends import DuckStreamTables
+    from misuse.store.duck import Store
+
+    now = time.time()
+    bad = [{"ts": 1e300, "entity": "dev-001", "event_id": "bad-1"}, {"ts": -1e12, "entity": "zz", "event_id": "bad-2"}]
+    with Store(project.root) as store:
+        DuckStreamTables(store).insert_new(bad, [now, now], "http", datetime.now(UTC))
+    cfg = load_config({"project": project.root, "mqtt_enabled": False}, env={})
+    viewer, admin = auth(project, "viewer"), auth(project, "admin")
+    with TestClient(create_app(cfg, start_workers=False)) as api:
+        replayed = api.app.state.service.processor.open_events()  # type: ignore[attr-defined]
+        ingest_scan(api, project)
+        # execute
+        resp = {
+            "entities": api.get("/api/entities", headers=viewer),
+            "profile": api.get("/api/entities/zz/profile", headers=viewer),
+            "stats": api.get("/api/stream/stats", headers=viewer),
+            "alerts": api.get("/api/alerts?limit=1000", headers=viewer),
+            "train": api.post("/api/models/train", json={"name": "m", "window": 0.5, "activate": False}, headers=admin),
+        }
+        flushed = api.app.state.service.processor.flush()  # type: ignore[attr-defined]
+    # assert: every endpoint answers; the odd rows were neither replayed nor trained on nor alerted
+    assert {k: r.status_code for k, r in resp.items()} == dict.fromkeys(resp, 200), {k: r.text for k, r in resp.items()}
+    assert {e["entity"] for e in resp["entities"].json()} == {f"dev-{i:03d}" for i in range(N_ENTITIES)} | {"zz"}
+    assert replayed == 0 and flushed.windows_scored > 0  # startup replay skipped the odd rows
+    assert all(a["entity"] != "zz" for a in resp["alerts"].json()["alerts"])
+    assert resp["train"].json()["info"]["train_windows"] > 0

@@ -68,9 +68,14 @@ def test_events_to_alerts_on_mqtt_sse_and_store_with_dead_letters(service: Servi
     events.sort(key=lambda e: e["ts"])
 
     # execute
+    # one message mixing a good event with times the event model cannot hold: only the good one is kept
+    good = {**events[-1], "event_id": "mixed-good", "ts": events[-1]["ts"] + 0.001}
+    mixed = [good, {"ts": 1e300, "entity": "dev-001"}, {"ts": -1e12, "entity": "zz"}]
     infos = publish_events(gw, events, TOPIC, rate=1000.0)
     infos += [gw.publish(TOPIC, b"{not json", qos=1), gw.publish(TOPIC, json.dumps({"ts": now, "entity": 5}), qos=1)]
+    infos.append(gw.publish(TOPIC, json.dumps(mixed), qos=1))
     wait_published(infos)
+    events.append(good)
     stats = wait_scored(service, len(events))
     time.sleep(0.5)
     stop.set()
@@ -91,7 +96,9 @@ def test_events_to_alerts_on_mqtt_sse_and_store_with_dead_letters(service: Servi
     assert top["alert_id"] in {a["alert_id"] for a in sse}
     dead = service.get("/api/dead-letters")
     reasons = " | ".join(d["reason"] for d in dead)
-    assert len(dead) == 2 and "invalid JSON" in reasons and "entity" in reasons
+    assert len(dead) == 4 and "invalid JSON" in reasons and "entity" in reasons
+    assert "field 'ts' is out of range: 1e+300" in reasons and "out of range: -1000000000000.0" in reasons
+    assert "zz" not in {e["entity"] for e in service.get("/api/entities")}
 
 
 def test_broker_requires_credentials_and_enforces_acl(service: Service, broker: Broker) -> None:

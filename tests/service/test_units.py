@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from misuse.cli import app as cli
 from misuse.errors import InvalidParameterError
+from misuse.events import ts_ok
 from misuse.service.auth import TokenStore, role_at_least
 from misuse.service.config import load_config
 from misuse.service.metrics import Metrics
@@ -118,6 +119,28 @@ def test_payload_parsing_sets_bad_messages_aside_with_reasons() -> None:
     assert "invalid JSON" in bad[0] and "empty" in bad[1] and "entity" in bad[2] and "object" in bad[3]
 
 
+def test_times_the_event_model_cannot_hold_are_dead_letters_and_the_rest_is_kept() -> None:
+    # prepare: one MQTT message holding good events and times out of range (number, ISO-8601)
+    payload = json.dumps(
+        [
+            {"ts": 1.0, "entity": "a"},
+            {"ts": 1e300, "entity": "a"},
+            {"ts": -1e12, "entity": "b"},
+            {"ts": "2263-01-01T00:00:00+00:00", "entity": "c"},
+            {"ts": "2261-01-01T00:00:00+00:00", "entity": "c"},
+        ]
+    ).encode()
+    # execute
+    parsed = parse_payload(payload, "misuse/events/gw", "mqtt")
+    # assert
+    assert [r["entity"] for r in parsed.records] == ["a", "c"]
+    assert [(d["line"], d["value"]) for d in parsed.dead] == [(1, 1e300), (2, -1e12), (3, "2263-01-01T00:00:00+00:00")]
+    assert all(
+        "field 'ts' is out of range" in d["reason"] and "1678-06-18 to 2261-07-15" in d["reason"] for d in parsed.dead
+    )
+    assert "1e+300" in parsed.dead[0]["reason"] and '"entity": "b"' in parsed.dead[1]["raw"]
+
+
 def test_zeek_tailer_follows_a_growing_log_once_per_line(tmp_path: Path) -> None:
     # prepare
     log = tmp_path / "conn.log"
@@ -171,13 +194,13 @@ def test_metrics_render_counters_and_histograms() -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     st.binary(max_size=300)
-    | st.from_regex(rb'\{"ts": ?[0-9.e+-]{0,8}, ?"entity": ?"[a-z]{0,3}".{0,30}\}', fullmatch=True)
+    | st.from_regex(rb'\{"ts": ?-?[0-9.e+-]{0,8}, ?"entity": ?"[a-z]{0,3}".{0,30}\}', fullmatch=True)
 )
 def test_any_payload_gives_events_or_dead_letters_and_nothing_else(payload: bytes) -> None:
     parsed = parse_payload(payload, "prop", "mqtt")
     assert len(parsed.records) + len(parsed.dead) >= 1
     assert all(isinstance(d["reason"], str) and d["reason"] for d in parsed.dead)
-    assert all(isinstance(r["ts"], float) and r["entity"] and r["event_id"] for r in parsed.records)
+    assert all(isinstance(r["ts"], float) and ts_ok(r["ts"]) and r["entity"] and r["event_id"] for r in parsed.records)
 
 
 def test_docs_cover_every_setting_and_endpoint() -> None:
