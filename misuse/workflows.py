@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from misuse.alerts.model import Alert
-from misuse.errors import ParseError
+from misuse.errors import InvalidParameterError, ParseError
+from misuse.events import ts_ok
 from misuse.ingest.base import DeadLetter, Reader
 from misuse.pipeline import WindowModel, detect, train
 from misuse.store.duck import Store
@@ -162,6 +163,32 @@ def ingest_files(
     return result
 
 
+def parse_time(value: str, name: str) -> pd.Timestamp:
+    """A UTC time from an ISO-8601 text such as ``2024-05-01`` or ``2024-05-01T12:00:00+02:00``
+    (a time without zone is UTC).
+
+    Raises
+    ------
+    InvalidParameterError
+        Naming the parameter and the value, when it is no time the event model can hold.
+
+    Examples
+    --------
+    >>> parse_time("2024-05-01T12:00:00+02:00", "until")
+    Timestamp('2024-05-01 10:00:00+0000', tz='UTC')
+    """
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        stamp = pd.NaT
+    if pd.isna(stamp) or not ts_ok(stamp.timestamp()):
+        raise InvalidParameterError(
+            f"The '{name}' parameter must be a date or time such as 2024-05-01 or 2024-05-01T12:00:00Z. "
+            f"Got {value!r} instead."
+        )
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 def train_on_store(
     store: Store,
     dataset: str,
@@ -174,10 +201,17 @@ def train_on_store(
     benign_only: bool = False,
     until: str | None = None,
 ) -> WindowModel:
-    """Train a window model on a stored dataset (optionally only events before ``until``) and register it."""
+    """Train a window model on a stored dataset (optionally only events before ``until``) and register it.
+
+    Raises
+    ------
+    InvalidParameterError
+        When ``until`` is not a date or time (see :func:`parse_time`).
+    """
+    limit = None if until is None else parse_time(until, "until")
     events = store.events(dataset)
-    if until is not None:
-        events = events[events["ts"] < pd.Timestamp(until, tz="UTC")]
+    if limit is not None:
+        events = events[events["ts"] < limit]
     model = train(events, window=window, target_fpr=target_fpr, detector=detector, seed=seed, benign_only=benign_only)
     model.info["dataset"] = dataset
     model.save(store.model_dir(model_name))
@@ -193,7 +227,14 @@ def detect_on_store(
     since: str | None = None,
     tick: Tick | None = None,
 ) -> tuple[list[Alert], pd.DataFrame]:
-    """Run a stored model over a stored dataset, store the alerts, return them with the scored windows."""
+    """Run a stored model over a stored dataset, store the alerts, return them with the scored windows.
+
+    Raises
+    ------
+    InvalidParameterError
+        When ``since`` is not a date or time (see :func:`parse_time`).
+    """
+    start = None if since is None else parse_time(since, "since")
     name = model_name or store.active_model("window")
     if name is None:
         from misuse.errors import StoreError
@@ -201,8 +242,8 @@ def detect_on_store(
         raise StoreError(f"{store.root}: no trained model; run `misuse train` first")
     model = WindowModel.load(store.model_dir(name))
     events = store.events(dataset)
-    if since is not None:
-        events = events[events["ts"] >= pd.Timestamp(since, tz="UTC")]
+    if start is not None:
+        events = events[events["ts"] >= start]
     alerts, scored = detect(model, events, detector_name=f"window-{model.info.get('detector', 'model')}", progress=tick)
     store.clear_alerts(dataset, name)
     store.add_alerts(alerts, dataset=dataset, model=name)

@@ -1,13 +1,32 @@
-"""The glue of misuse.workflows: which files of a folder are read."""
+"""The glue of misuse.workflows: which files of a folder are read, and time options."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from misuse.errors import ParseError
-from misuse.workflows import not_data, plan_readers
+from misuse.errors import InvalidParameterError, ParseError
+from misuse.workflows import not_data, parse_time, plan_readers
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-05-01", "2024-05-01 00:00:00+00:00"),
+        ("2024-05-01T12:00:00+02:00", "2024-05-01 10:00:00+00:00"),
+        ("2024-05-01T12:00:00Z", "2024-05-01 12:00:00+00:00"),
+    ],
+)
+def test_parse_time_gives_utc(value: str, expected: str) -> None:
+    assert parse_time(value, "until") == pd.Timestamp(expected)
+
+
+@pytest.mark.parametrize("value", ["notadate", "", "9999-01-01", "2024-13-01"])
+def test_parse_time_refuses_what_is_no_time_naming_the_parameter(value: str) -> None:
+    with pytest.raises(InvalidParameterError, match=f"'since' parameter .* Got {value!r}"):
+        parse_time(value, "since")
 
 
 @pytest.mark.parametrize(

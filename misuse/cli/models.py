@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from misuse.alerts.model import Alert
 from misuse.cli.common import (
     DEFAULT_PROJECT,
+    EXIT_USAGE,
     ClusterOpt,
     JsonOpt,
     PartitionedOpt,
@@ -16,12 +18,51 @@ from misuse.cli.common import (
     check_cluster,
     console,
     emit_json,
+    err_console,
     handled,
     open_store,
     progress,
     ticker,
 )
-from misuse.workflows import detect_on_store, train_on_store
+from misuse.errors import InvalidParameterError
+from misuse.scale.cluster import parse_cluster
+from misuse.workflows import detect_on_store, parse_time, train_on_store
+
+
+def _usage_error(option: str, value: str, expected: str) -> typer.Exit:
+    """Print one line naming the option and its value; the exit (code 2) to raise."""
+    err_console.print(
+        f"[bold red]error:[/] {option} {escape(repr(value))}: {escape(expected)}", highlight=False, soft_wrap=True
+    )
+    return typer.Exit(EXIT_USAGE)
+
+
+def check_options(*, cluster: str | None = None, **times: str | None) -> None:
+    """Refuse a bad ``--cluster`` or time option (``until=...``, ``since=...``) before any work.
+
+    Raises
+    ------
+    typer.Exit
+        With code 2, after one line naming the option and the value.
+    """
+    for name, value in times.items():
+        if value is None:
+            continue
+        try:
+            parse_time(value, name)
+        except InvalidParameterError:
+            raise _usage_error(
+                f"--{name}",
+                value,
+                "not a date or time (ISO-8601 such as 2024-05-01 or 2024-05-01T12:00:00Z, years 1677 to 2262)",
+            ) from None
+    if cluster is not None:
+        try:
+            parse_cluster(cluster)
+        except InvalidParameterError:
+            raise _usage_error(
+                "--cluster", cluster, "expected a scheduler address host:port (e.g. tcp://10.0.0.5:8786) or local:N"
+            ) from None
 
 
 def train(
@@ -47,6 +88,7 @@ def train(
     Reads the stored dataset, or with ``--partitioned DIR`` a dataset partitioned by entity, whose
     per-entity work runs on Dask with ``--cluster`` (same model as in one process).
     """
+    check_options(cluster=cluster, until=until)
     with handled():
         check_cluster(partitioned, cluster)
         store = open_store(project, create=partitioned is not None)
@@ -86,6 +128,7 @@ def detect(
     Reads the stored dataset, or with ``--partitioned DIR`` a dataset partitioned by entity (on
     Dask with ``--cluster``).
     """
+    check_options(cluster=cluster, since=since)
     with handled():
         check_cluster(partitioned, cluster)
         store = open_store(project)

@@ -7,6 +7,7 @@ so the rest of the package and the CLI start without it.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -17,6 +18,10 @@ if TYPE_CHECKING:
     from distributed import Client
 
 LOCAL_PREFIX = "local:"
+#: a scheduler address as Dask's comms take it: [scheme://]host:port, host a name, IPv4 or [IPv6]
+_ADDRESS = re.compile(
+    r"^(?:(?:tcp|tls|ws|wss|ucx)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?):(?P<port>\d{1,5})$"
+)
 
 
 def parse_cluster(spec: str) -> tuple[str, int]:
@@ -28,6 +33,11 @@ def parse_cluster(spec: str) -> tuple[str, int]:
     ('local', 2)
     >>> parse_cluster("tcp://10.0.0.5:8786")
     ('tcp://10.0.0.5:8786', 0)
+    >>> parse_cluster("nonsense")
+    Traceback (most recent call last):
+    ...
+    misuse.errors.InvalidParameterError: The 'cluster' parameter must be a scheduler address \
+[scheme://]host:port (tcp://10.0.0.5:8786) or local:N. Got 'nonsense' instead.
     """
     spec = spec.strip()
     if spec.startswith(LOCAL_PREFIX):
@@ -37,9 +47,13 @@ def parse_cluster(spec: str) -> tuple[str, int]:
                 f"The 'cluster' parameter 'local:N' needs a worker count N >= 1. Got {spec!r} instead."
             )
         return "local", int(count)
-    if not spec or spec == "local":
+    if spec.startswith("inproc://"):  # Dask's in-process transport: its addresses are its own
+        return spec, 0
+    hit = _ADDRESS.match(spec)
+    if hit is None or not 0 < int(hit["port"]) < 65536:
         raise InvalidParameterError(
-            f"The 'cluster' parameter must be a scheduler address (tcp://host:8786) or local:N. Got {spec!r} instead."
+            "The 'cluster' parameter must be a scheduler address [scheme://]host:port (tcp://10.0.0.5:8786) "
+            f"or local:N. Got {spec!r} instead."
         )
     return spec, 0
 
@@ -89,6 +103,8 @@ def connect(spec: str, *, processes: bool = True, memory_limit: str | None = Non
         client = distributed.Client(kind, timeout="20s")
     except OSError as exc:
         raise MisuseError(f"Dask scheduler {kind}: cannot connect ({exc})") from None
+    except ValueError as exc:  # an address Dask's comms refuse after all
+        raise InvalidParameterError(f"Dask scheduler {kind}: not an address Dask can use ({exc})") from None
     try:
         yield client
     finally:

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from misuse.cli import app
+from misuse.cli.common import EXIT_USAGE
 from tests.scale.sites import site_rows
 
 runner = CliRunner()
@@ -69,8 +70,8 @@ def test_a_bad_cluster_value_is_a_usage_error_naming_it(tmp_path: Path) -> None:
         app, ["scale", "train", "--partitioned", str(tmp_path), "--cluster", "local:0", "--project", str(tmp_path)]
     )
 
-    assert result.exit_code == 3
-    assert "local:0" in result.output
+    assert result.exit_code == EXIT_USAGE
+    assert "--cluster 'local:0'" in result.output
 
 
 def test_top_level_ingest_train_detect_take_partitioned_and_cluster(tmp_path: Path, scheduler: str) -> None:

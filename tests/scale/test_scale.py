@@ -91,10 +91,19 @@ def test_open_rejects_missing_or_foreign_metadata(tmp_path: Path) -> None:
         PartitionedDataset.open(tmp_path)
 
 
-@pytest.mark.parametrize("spec", ["local:0", "local:x", "local", ""])
+@pytest.mark.parametrize(
+    "spec", ["local:0", "local:x", "local", "", "nonsense", "tcp://host", "host:0", "host:70000", "tcp://a b:1"]
+)
 def test_bad_cluster_values_fail_loudly(spec: str) -> None:
     with pytest.raises(InvalidParameterError, match="cluster"):
         parse_cluster(spec)
+
+
+@pytest.mark.parametrize(
+    "spec", ["tcp://10.0.0.5:8786", "scheduler:8786", "tls://sched.example.org:8786", "tcp://[::1]:8786"]
+)
+def test_scheduler_addresses_pass_as_given(spec: str) -> None:
+    assert parse_cluster(spec) == (spec, 0)
 
 
 def test_dask_cluster_gives_the_single_process_model_and_alerts(tmp_path: Path) -> None:
