@@ -17,11 +17,14 @@ unless that correlation says ``generate: true`` (as in Sigma).
 
 from __future__ import annotations
 
+import gc
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -89,8 +92,34 @@ def _plain(value: object) -> object:
     return value
 
 
+def _plain_values(values: pd.Series) -> list[object]:
+    """:func:`_plain` of every value, column-wise where the dtype allows."""
+    if values.dtype == object:
+        return [_plain(v) for v in values.tolist()]
+    return values.astype(object).where(values.notna(), None).tolist()
+
+
 def _when(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (if it runs) while a batch is evaluated.
+
+    Alerts and window state hold no reference cycles, so collections during a batch free
+    nothing; but with pandas and pyarrow loaded a full collection costs 50-100 ms, and the
+    tens of thousands of alerts of a dense rule set off two or three of them per batch. Paused,
+    the batch's objects are scanned once, after it. The collector is left as it was found.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class RuleEngine:
@@ -237,7 +266,7 @@ class RuleEngine:
             if node.state is not None:
                 node.state.groups.clear()
         self.stats = EngineStats()
-        self._emitted: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        self._emitted: dict[str, OrderedDict[tuple[str, int], None]] = {}  # rule -> (entity, bucket)
         self._watermark = -math.inf
 
     def state_size(self) -> int:
@@ -286,28 +315,30 @@ class RuleEngine:
         ids = _Ids(frame["event_id"])
         alerts: list[Alert] = []
         hits: dict[str, np.ndarray] = {}
-        for key, node in self.nodes.items():
-            if node.compiled is None:
-                continue
-            idx = np.flatnonzero(node.compiled.mask(view))
-            hits[key] = idx
-            self.stats.add(self.stats.hits, key, len(idx))
-            if len(idx) and node.alerts:
-                alerts.extend(self._detection_alerts(node, view, idx, ts, ids))
-        fired_rows: dict[str, list[tuple[float, dict[str, str], Fired]]] = {}
-        for key in self.order:
-            node = self.nodes[key]
-            assert node.state is not None
-            fired_rows[key] = self._correlate(node, view, hits, fired_rows, ts, ids)
-            for _, _, fired in fired_rows[key]:
-                alerts.append(self._correlation_alert(node, fired))
-            self.stats.dropped = sum(n.state.dropped for n in self.nodes.values() if n.state is not None)
+        with _gc_paused():  # alerts and window state hold no cycles; see _gc_paused
+            for key, node in self.nodes.items():
+                if node.compiled is None:
+                    continue
+                idx = np.flatnonzero(node.compiled.mask(view))
+                hits[key] = idx
+                self.stats.add(self.stats.hits, key, len(idx))
+                if len(idx) and node.alerts:
+                    new = self._detection_alerts(node, view, idx, ts, ids)
+                    self.stats.add(self.stats.alerts, key, len(new))
+                    alerts.extend(new)
+            fired_rows: dict[str, list[tuple[float, dict[str, str], Fired]]] = {}
+            for key in self.order:
+                node = self.nodes[key]
+                assert node.state is not None
+                fired_rows[key] = self._correlate(node, view, hits, fired_rows, ts, ids)
+                for _, _, fired in fired_rows[key]:
+                    alerts.append(self._correlation_alert(node, fired))
+                    self.stats.add(self.stats.alerts, node.rule.id, 1)
+                self.stats.dropped = sum(n.state.dropped for n in self.nodes.values() if n.state is not None)
         self._watermark = max(self._watermark, float(ts[-1]))
         for node in self.nodes.values():
             if node.state is not None:
                 node.state.sweep(self._watermark)
-        for a in alerts:
-            self.stats.add(self.stats.alerts, a.detector.removeprefix("rule:"), 1)
         return alerts
 
     def _group_values(self, node: _Node, source: _Node, view: FrameView, idx: np.ndarray) -> list[np.ndarray]:
@@ -375,9 +406,35 @@ class RuleEngine:
                 out.append((when, dict(zip(corr.group_by, key, strict=True)), fired))
         return out
 
+    def _new_buckets(self, rule_id: str, keys: list[tuple[str, int]]) -> list[int]:
+        """Indices of the (entity, bucket) keys not alerted on before; remembers them.
+
+        Per rule, beyond 10,000 keys the first remembered are forgotten, but never those of the newest
+        two buckets.
+        """
+        emitted = self._emitted.setdefault(rule_id, OrderedDict())
+        if not emitted and len(set(keys)) == len(keys):
+            keep = list(range(len(keys)))  # the common batch case: nothing to look up
+            emitted.update(dict.fromkeys(keys))
+        else:
+            keep = []
+            for g, k in enumerate(keys):
+                if k not in emitted:
+                    emitted[k] = None
+                    keep.append(g)
+        newest = max(b for _, b in keys)
+        while len(emitted) > 10_000 and next(iter(emitted))[1] < newest - 1:
+            emitted.popitem(last=False)
+        return keep
+
     def _detection_alerts(
         self, node: _Node, view: FrameView, idx: np.ndarray, ts: np.ndarray, ids: _Ids
     ) -> list[Alert]:
+        """One alert per (entity, ``alert_window`` bucket) of hits not alerted on before.
+
+        Grouping, first and last rows, first values and evidence are array operations over all
+        hits at once; what is left per alert is building the :class:`Alert` itself.
+        """
         rule = node.rule
         assert node.compiled is not None
         ent_codes, ent_names = view.factorized("entity")
@@ -388,51 +445,63 @@ class RuleEngine:
         cut = np.flatnonzero((np.diff(s_b) != 0) | (np.diff(s_e) != 0)) + 1
         starts = np.concatenate(([0], cut))
         ends = np.concatenate((cut, [len(s_idx)]))
+        names = np.array([*ent_names, ""], dtype=object)[s_e[starts]].tolist()
+        keep = self._new_buckets(rule.id, list(zip(names, s_b[starts].tolist(), strict=True)))
+        self.stats.suppressed += len(s_idx) - int((ends - starts)[keep].sum())
+        if not keep:
+            return []
+        lo, hi = starts[keep], ends[keep]
+        counts = (hi - lo).tolist()
+        firsts = s_idx[lo]
         fields = [(f, view.resolve(f, rule.logsource)) for f in node.compiled.fields()]
         fields = [(f, c) for f, c in fields if c is not None]
-        firsts = s_idx[starts]
-        first_vals: list[list[object]] = []
-        for _, col in fields:
+        w = 1.0 / len(fields) if fields else 0.0
+        columns: list[list[dict[str, Any]]] = []  # per field, its contribution to every alert
+        for name, col in fields:
             assert col is not None
             if col in VIRTUAL:
-                first_vals.append(view.fields.virtual(col, view.frame.iloc[firsts]).tolist())
+                vals = _plain_values(view.fields.virtual(col, view.frame.iloc[firsts]))
             else:
-                first_vals.append(view.frame[col].iloc[firsts].tolist())
-        eids = ids.take(s_idx)
-        alerts = []
-        newest = int(bucket.max())
-        for g, (lo, hi) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-            e, b = int(s_e[lo]), int(s_b[lo])
-            entity = ent_names[e] if e >= 0 else ""
-            k = (rule.id, entity, b)
-            if k in self._emitted:
-                self.stats.suppressed += hi - lo
-                continue
-            self._emitted[k] = None
-            rows_arr = s_idx[lo:hi]
-            contributions: list[dict[str, Any]] = [
-                {"feature": name, "typical": None, "actual": _plain(vals[g]), "weight": 1.0 / len(fields)}
-                for (name, _), vals in zip(fields, first_vals, strict=True)
-            ]
-            contributions.append({"feature": "hits", "typical": 0, "actual": len(rows_arr), "weight": 0.0})
-            alerts.append(
-                Alert(
-                    entity=entity,
-                    window_start=_when(float(ts[rows_arr[0]])),
-                    window_end=_when(float(ts[rows_arr[-1]])),
-                    score=float(len(rows_arr)),
-                    threshold=1.0,
-                    severity=SEVERITY[rule.level],
-                    misuse_type=rule.misuse_type,
-                    detector=f"rule:{rule.id}",
-                    summary=f"{rule.title}: {len(rows_arr)} matching event(s) for {entity or '(no entity)'}",
-                    contributions=contributions,
-                    evidence=eids[lo : min(hi, lo + self.evidence)],
-                )
+                vals = _plain_values(view.series(col).iloc[firsts])
+            columns.append([{"feature": name, "typical": None, "actual": v, "weight": w} for v in vals])
+        columns.append([{"feature": "hits", "typical": 0, "actual": n, "weight": 0.0} for n in counts])
+        # evidence: the first `evidence` rows of each kept group, in one gather
+        group_of = np.repeat(np.arange(len(starts)), ends - starts)
+        wanted = np.zeros(len(starts), bool)
+        wanted[keep] = True
+        ev_ids = ids.take(s_idx[wanted[group_of] & (np.arange(len(s_idx)) - starts[group_of] < self.evidence)])
+        ev_cut = [0, *np.cumsum(np.minimum(hi - lo, self.evidence)).tolist()]
+        evidence = [ev_ids[a:b] for a, b in pairwise(ev_cut)]
+        entities = [names[g] for g in keep]
+        when = datetime.fromtimestamp  # as _when, without a call per alert
+        t_first = [when(t, UTC) for t in ts[firsts].tolist()]
+        last_ts = ts[s_idx[hi - 1]].tolist()
+        t_last = [a if n == 1 else when(t, UTC) for a, n, t in zip(t_first, counts, last_ts, strict=True)]
+        title = rule.title
+        summaries = [
+            f"{title}: {n} matching event(s) for {e or '(no entity)'}" for e, n in zip(entities, counts, strict=True)
+        ]
+        severity, misuse_type, detector = SEVERITY[rule.level], rule.misuse_type, f"rule:{rule.id}"
+        created = datetime.now(UTC)
+        return [
+            Alert(
+                entity=e,
+                window_start=t0,
+                window_end=t1,
+                score=float(n),
+                threshold=1.0,
+                severity=severity,
+                misuse_type=misuse_type,
+                detector=detector,
+                summary=summary,
+                contributions=list(contrib),
+                evidence=ev,
+                created_at=created,
             )
-        while self._emitted and next(iter(self._emitted))[2] < newest - 1 and len(self._emitted) > 10_000:
-            self._emitted.popitem(last=False)
-        return alerts
+            for e, t0, t1, n, summary, contrib, ev in zip(
+                entities, t_first, t_last, counts, summaries, zip(*columns, strict=True), evidence, strict=True
+            )
+        ]
 
     def _correlation_alert(self, node: _Node, fired: Fired) -> Alert:
         rule = node.rule

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -168,3 +170,116 @@ def test_unsorted_batches_are_put_in_time_order() -> None:
     alerts = RuleEngine(rules).run(frame)
     # assert
     assert [a.detector for a in alerts] == ["rule:b"]
+
+
+DETECTIONS = """
+title: telnet
+id: t
+misuse_type: botnet
+detection: {sel: {kind: packet, dst_port: [23, 2323]}, condition: sel}
+---
+title: mqtt
+id: m
+level: high
+detection: {sel: {action: mqtt}, condition: sel}
+"""
+
+
+def _packets(spec: list[tuple[int, int, int, bool]]) -> list[Event]:
+    return [
+        Event(
+            ts=float(t),
+            entity=f"cam{host}",
+            kind="packet",
+            action="mqtt" if mqtt else "tcp",
+            num={"dst_port": float(port)},
+            event_id=f"p{i}",
+        )
+        for i, (t, host, port, mqtt) in enumerate(sorted(spec))
+    ]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 1200), st.integers(1, 3), st.sampled_from([23, 80, 2323]), st.booleans()),
+        min_size=1,
+        max_size=80,
+    ),
+    st.integers(1, 9),
+)
+def test_stream_equals_batch_for_detections(spec: list[tuple[int, int, int, bool]], chunk: int) -> None:
+    # prepare
+    rules = parse_rules(DETECTIONS)
+    events = _packets(spec)
+    # execute: one batch; micro-batches of `chunk`; one event at a time
+    batch_engine, micro_engine, single_engine = RuleEngine(rules), RuleEngine(rules), RuleEngine(rules)
+    batch = batch_engine.run(events_to_frame(events))
+    micro = [
+        a for i in range(0, len(events), chunk) for a in micro_engine.process(events_to_frame(events[i : i + chunk]))
+    ]
+    one = [a for e in events for a in single_engine.process_one(e)]
+    # assert: the same alerts (id = rule, entity, first hit); every hit is either counted or suppressed
+    assert sorted(a.alert_id for a in batch) == sorted(a.alert_id for a in micro) == sorted(a.alert_id for a in one)
+    for engine, alerts in ((batch_engine, batch), (micro_engine, micro), (single_engine, one)):
+        assert sum(a.score for a in alerts) + engine.stats.suppressed == sum(engine.stats.hits.values())
+        assert engine.stats.alerts == {k: v for k, v in Counter(a.detector[5:] for a in alerts).items()}
+    assert batch_engine.stats.suppressed == 0
+
+
+def test_detection_alerts_match_a_per_bucket_reference() -> None:
+    # prepare: dense hits over many entities and buckets, evidence capped at 3
+    rng = np.random.default_rng(7)
+    n = 3000
+    events = [
+        Event(
+            ts=float(t),
+            entity=f"h{rng.integers(0, 40)}",
+            kind="packet",
+            action=str(rng.choice(["mqtt", "tcp"])),
+            num={"dst_port": float(rng.choice([23, 80, 2323]))},
+            event_id=f"p{i}",
+        )
+        for i, t in enumerate(np.round(np.sort(rng.uniform(0, 7200, n)), 3))
+    ]
+    rules = parse_rules(DETECTIONS)
+    # execute
+    alerts = RuleEngine(rules, evidence=3).run(events_to_frame(events))
+    # assert: one alert per (rule, entity, 300 s bucket) with its count, first 3 ids, first and last time
+    expected: dict[tuple[str, str, int], list[Event]] = {}
+    for e in events:
+        port = e.num["dst_port"]
+        for rid, hit in (("t", port in (23.0, 2323.0)), ("m", e.action == "mqtt")):
+            if hit:
+                expected.setdefault((rid, e.entity, int(e.ts // 300)), []).append(e)
+    got = {(a.detector[5:], a.entity, int(a.window_start.timestamp() // 300)): a for a in alerts}
+    assert got.keys() == expected.keys()
+    for key, hits in expected.items():
+        a = got[key]
+        assert a.score == len(hits) and a.contributions[-1]["actual"] == len(hits)
+        assert a.evidence == [e.event_id for e in hits[:3]]
+        assert (a.window_start.timestamp(), a.window_end.timestamp()) == (hits[0].ts, hits[-1].ts)
+        first = {c["feature"]: c["actual"] for c in a.contributions}
+        if key[0] == "t":
+            assert first == {"kind": "packet", "dst_port": hits[0].num["dst_port"], "hits": len(hits)}
+            assert a.severity == "medium" and a.misuse_type == "botnet"
+        else:
+            assert first == {"action": "mqtt", "hits": len(hits)} and a.severity == "high"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_left_as_it_was(enabled: bool) -> None:
+    # prepare
+    rules = parse_rules(DETECTIONS)
+    events = _packets([(t, 1, 23, False) for t in range(20)])
+    was = gc.isenabled()
+    if not enabled:
+        gc.disable()
+    try:
+        # execute
+        RuleEngine(rules).run(events_to_frame(events))
+        # assert
+        assert gc.isenabled() is enabled
+    finally:
+        if was:
+            gc.enable()
