@@ -1,7 +1,7 @@
 """One JSON error shape for the whole API.
 
 Every error response has the body ``{"error": {"status": int, "code": str, "message": str,
-"details": list}}``; ``tests/service/test_errors.py`` checks it across endpoints.
+"details": list}}``; ``tests/service/test_api.py`` checks it across endpoints.
 """
 
 from __future__ import annotations
@@ -123,7 +123,9 @@ def install(app: FastAPI) -> None:
             return error_response(409, str(exc), code="no_model")
         if isinstance(exc, StoreError) and (str(exc).startswith("no ") or ": no token" in str(exc)):
             return error_response(404, str(exc))
-        return error_response(500, str(exc))
+        # anything else is the server's problem; its message may name server paths, so it goes to the log only
+        log.error("unhandled %s: %s", type(exc).__name__, exc)
+        return error_response(500, f"internal error ({type(exc).__name__})")
 
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)

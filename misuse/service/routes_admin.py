@@ -7,7 +7,7 @@ from fastapi.responses import PlainTextResponse
 
 from misuse import __version__
 from misuse.service.deps import AdminDep, StateDep, ViewerDep
-from misuse.service.errors import ERROR_RESPONSES
+from misuse.service.errors import ERROR_RESPONSES, ApiError
 from misuse.service.schemas import HealthOut, OkOut, TokenIn, TokenOut, WhoAmI
 
 router = APIRouter(tags=["service"], responses=ERROR_RESPONSES)
@@ -72,5 +72,7 @@ def create_token(body: TokenIn, st: StateDep, _who: AdminDep) -> TokenOut:
 @router.delete("/api/tokens/{token_id}", response_model=OkOut, summary="Revoke an API token")
 def revoke_token(token_id: str, st: StateDep, _who: AdminDep) -> OkOut:
     """Delete a token; requests with it fail from now on."""
+    if token_id not in {t.token_id for t in st.tokens.list()}:
+        raise ApiError(404, f"no token with id {token_id!r}")  # the store's own message names its file
     st.tokens.revoke(token_id)
     return OkOut(detail=f"token {token_id} revoked")

@@ -43,6 +43,12 @@ def list_models(st: StateDep, _who: ViewerDep) -> list[ModelOut]:
 def _training_events(st: ServiceState, dataset: str) -> pd.DataFrame:
     with st.lock:
         if dataset != DATASET:
+            known = st.store.dataset_names()
+            if dataset not in known:
+                listed = ", ".join(repr(d) for d in [*known, DATASET])
+                raise ApiError(404, f"no dataset named {dataset!r} (known: {listed})")
+            if not any(st.store.events_dir(dataset).glob("part-*.parquet")):
+                raise ApiError(409, f"dataset {dataset!r} holds no events", code="no_data")
             return st.store.events(dataset)
         rows = st.store.con.execute(
             "SELECT record FROM stream_events ORDER BY ts DESC LIMIT ?", [MAX_TRAIN_EVENTS]
