@@ -6,21 +6,25 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from misuse.cli.common import (
     DEFAULT_PROJECT,
+    EXIT_USAGE,
     BucketsOpt,
     JsonOpt,
     ProjectOpt,
     console,
     emit_json,
+    err_console,
     handled,
     open_store,
     progress,
     ticker,
 )
 from misuse.scale.partition import DEFAULT_BUCKETS
+from misuse.store.duck import VERDICTS
 from misuse.workflows import IngestResult, ingest_files
 
 #: skipped files listed one per line; beyond this many, a count (``--json`` lists them all)
@@ -147,6 +151,13 @@ def feedback(
     project: ProjectOpt = DEFAULT_PROJECT,
 ) -> None:
     """Record an analyst's verdict on an alert (and acknowledge it)."""
+    if verdict not in VERDICTS:
+        err_console.print(
+            f"[bold red]error:[/] verdict {escape(repr(verdict))} is not one of {', '.join(VERDICTS)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_USAGE)
     with handled():
         store = open_store(project)
         store.add_feedback(alert_id, verdict, analyst=analyst, note=note)

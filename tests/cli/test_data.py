@@ -1,5 +1,5 @@
-"""``misuse ingest``: bad input gives one line naming the file and the right exit code; a
-folder's files that are not data are skipped and listed."""
+"""``misuse ingest`` and ``misuse feedback``: bad input gives one line naming the file (or the
+value) and the right exit code; a folder's files that are not data are skipped and listed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from misuse.cli import app
-from misuse.cli.common import EXIT_INPUT
+from misuse.cli.common import EXIT_INPUT, EXIT_USAGE
 
 runner = CliRunner()
 ZEEK = "#separator \\x09\n#fields\tts\tuid\tid.orig_h\tid.resp_h\n#types\ttime\tstring\taddr\taddr\n"
@@ -142,3 +142,10 @@ def test_a_malformed_mapping_is_one_line_naming_file_and_line(tmp_path: Path) ->
 
     assert code == EXIT_INPUT
     assert "bad.yaml line 3 column 7: not valid YAML" in _one_line_error(output)
+
+
+def test_a_bad_feedback_verdict_is_a_usage_error_listing_the_verdicts(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["feedback", "X", "maybe", "-p", str(tmp_path / "proj")])
+
+    assert result.exit_code == EXIT_USAGE
+    assert _one_line_error(result.output) == "error: verdict 'maybe' is not one of true_positive, false_positive"
