@@ -222,7 +222,8 @@ def load_rules(path: str | Path) -> list[Rule]:
     Raises
     ------
     RuleError
-        For a document that is not a valid rule (naming file, line and field).
+        For a document that is not a valid rule (naming file, line and field), and for a file that
+        is not UTF-8 text or holds no rule (empty, or comments only).
     """
     p = Path(path)
     if p.is_dir():
@@ -230,7 +231,14 @@ def load_rules(path: str | Path) -> list[Rule]:
         return [r for f in files for r in load_rules(f)]
     if not p.is_file():
         raise RuleError("no such rule file", str(p))
-    return parse_rules(p.read_text(encoding="utf-8"), source=str(p))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RuleError(f"not a YAML rule file: not UTF-8 text (byte {exc.start}: {exc.reason})", str(p)) from None
+    rules = parse_rules(text, source=str(p))
+    if not rules:
+        raise RuleError("no rule in the file (it is empty or holds only comments)", str(p))
+    return rules
 
 
 def parse_rules(text: str, source: str = "<text>") -> list[Rule]:
@@ -255,7 +263,8 @@ def parse_rules(text: str, source: str = "<text>") -> list[Rule]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise RuleError(f"not valid YAML: {getattr(exc, 'problem', exc)}", source, line) from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]  # one line, also for a ReaderError
+        raise RuleError(f"not valid YAML: {problem}", source, line) from None
     return [_validate(doc, source) for doc in docs]
 
 

@@ -68,6 +68,25 @@ def test_validation_names_file_line_and_field(text: str, line: int, field: str, 
     assert str(info.value).startswith(f"{path} line {line}: field '{field}'")
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x00\xff", r"r\.yml: not a YAML rule file: not UTF-8 text \(byte 1"),
+        (b"", r"r\.yml: no rule in the file"),
+        (b"# nothing yet\n", r"r\.yml: no rule in the file"),
+        (b"title: x\x00\n", r"r\.yml: not valid YAML: unacceptable character #x0000"),
+    ],
+)
+def test_unreadable_or_empty_rule_files_are_one_line_errors(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "r.yml"
+    path.write_bytes(content)
+
+    with pytest.raises(RuleError, match=message) as info:
+        load_rules(path)
+
+    assert "\n" not in str(info.value)
+
+
 def test_correlation_validation() -> None:
     # prepare: value_count without a field, and an upper bound only
     base = "title: c\nid: c1\ncorrelation:\n  type: {t}\n  rules: [r1]\n  timespan: 5m\n  condition: {c}\n"
