@@ -112,7 +112,7 @@ class FieldMap:
 
     def resolve(self, name: str, columns: Iterable[str], logsource: Mapping[str, str]) -> str | None:
         """The column (or :data:`MESSAGE`) a Sigma field refers to, None if the frame lacks it."""
-        cols = set(columns)
+        cols = columns if isinstance(columns, set | frozenset) else set(columns)
         if name in self.extra:
             target = self.extra[name]
             return target if target in cols or target in VIRTUAL else None

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from misuse.rules.detection import CompiledDetection, FrameView
+from misuse.rules.detection import SMALL, CompiledDetection, FrameView, factorize_small
 
 FRAME = pd.DataFrame(
     {
@@ -27,7 +27,11 @@ FRAME = pd.DataFrame(
 
 def _mask(selections: dict[str, Any], condition: str = "sel", logsource: dict[str, str] | None = None) -> list[bool]:
     det = {**selections, "condition": condition}
-    return CompiledDetection(det, logsource or {}).mask(FrameView(FRAME)).tolist()
+    compiled = CompiledDetection(det, logsource or {})
+    small = compiled.mask(FrameView(FRAME)).tolist()
+    large = compiled.mask(FrameView(pd.concat([FRAME] * 4, ignore_index=True))).tolist()  # past SMALL rows
+    assert large == small * 4
+    return small
 
 
 @pytest.mark.parametrize(
@@ -92,7 +96,7 @@ _ROW = st.fixed_dictionaries(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(_ROW, min_size=1, max_size=30))
+@given(st.lists(_ROW, min_size=1, max_size=3 * SMALL))
 def test_one_row_path_equals_batch(rows: list[dict[str, Any]]) -> None:
     # prepare
     det = {
@@ -107,3 +111,23 @@ def test_one_row_path_equals_batch(rows: list[dict[str, Any]]) -> None:
     single = [bool(compiled.mask(FrameView(frame.iloc[[i]].reset_index(drop=True)))[0]) for i in range(len(frame))]
     # assert
     assert batch == single
+
+
+_VALUES = st.one_of(
+    st.lists(st.sampled_from(["a", "b", "", "A", None]), max_size=SMALL).map(lambda v: pd.Series(v, dtype="str")),
+    st.lists(st.sampled_from([1.0, 2.5, -0.0, float("nan")]), max_size=SMALL).map(pd.Series),
+    st.lists(st.sampled_from(["x", None, 3, 3.0, float("nan")]), max_size=SMALL).map(
+        lambda v: pd.Series(v, dtype=object)
+    ),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_VALUES)
+def test_small_factorize_equals_pandas(series: pd.Series) -> None:
+    # prepare / execute
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    small_codes, small_uniques = factorize_small(series.tolist())
+    # assert
+    assert small_codes.tolist() == np.asarray(codes).tolist()
+    assert small_uniques == [str(u) for u in np.asarray(uniques, dtype=object)]
