@@ -51,22 +51,31 @@ class BodyLimit:
             return
         for k, v in scope.get("headers", []):
             if k == b"content-length" and v.isdigit() and int(v) > self.limit:
-                await self._reject(send, int(v))
+                await self._reject(send, f"request body of {int(v)} bytes (Content-Length)")
                 return
         seen = 0
-        started = False
+        started = False  # the app began its response: too late for a 413
+        rejected = False  # the 413 went out: whatever the app does next is not sent
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
+                    # answer now: the framework would turn an error raised while it reads the body into a 400
+                    if not started:
+                        rejected = True
+                        await self._reject(send, f"streamed request body ({seen} bytes received so far)")
                     raise _TooLargeError
             return msg
 
         async def tracking(msg: Message) -> None:
             nonlocal started
+            if rejected:
+                return
             if msg["type"] == "http.response.start":
                 started = True
             await send(msg)
@@ -74,11 +83,14 @@ class BodyLimit:
         try:
             await self.app(scope, limited, tracking)
         except _TooLargeError:
-            if not started:
-                await self._reject(send, seen)
+            pass  # answered with 413 above, or the app had already begun its response
+        except Exception:
+            if not rejected:
+                raise
+            # the app failed after the 413 was sent, not having its body: nothing more to say
 
-    async def _reject(self, send: Send, size: int) -> None:
-        resp = errors.error_response(413, f"request body of {size} bytes exceeds the limit of {self.limit} bytes")
+    async def _reject(self, send: Send, what: str) -> None:
+        resp = errors.error_response(413, f"{what} exceeds the limit of {self.limit} bytes (setting 'max_body_bytes')")
         await resp({"type": "http"}, _no_receive, send)
 
 

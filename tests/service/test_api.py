@@ -50,9 +50,16 @@ def ingest_scan(api: TestClient, project: Project) -> list[dict[str, Any]]:
     return events
 
 
+def chunks(n: int, size: int = 10_000) -> Iterator[bytes]:
+    """A request body the client sends chunked (no Content-Length)."""
+    for _ in range(n):
+        yield b"x" * size
+
+
 def test_every_failure_has_the_one_error_shape(api: TestClient, project: Project) -> None:
     # prepare
     viewer, admin = auth(project, "viewer"), auth(project, "admin")
+    as_json = {**admin, "Content-Type": "application/json"}
     cases = [
         (api.get("/api/alerts"), 401),
         (api.get("/metrics", headers={"Authorization": "Bearer msu_x_forged"}), 401),
@@ -72,13 +79,15 @@ def test_every_failure_has_the_one_error_shape(api: TestClient, project: Project
         (api.post("/api/tokens", json={"name": "x", "role": "root"}, headers=admin), 422),
         (api.post("/api/events", json={"events": [{"ts": 1e300, "entity": "a"}]}, headers=admin), 422),
         (api.post("/api/models/train", json={"name": "m", "dataset": "nope"}, headers=admin), 404),
-        (api.post("/api/events", content=b"x" * 300_000, headers={**admin, "Content-Type": "application/json"}), 413),
+        (api.post("/api/events", content=b"x" * 300_000, headers=as_json), 413),
+        (api.post("/api/events", content=chunks(30), headers=as_json), 413),
     ]
     # execute + assert
     for resp, status in cases:
         err = assert_error_shape(resp, status)
         assert str(project.root) not in err["message"], f"{status} names a server path: {err['message']}"
     assert cases[0][0].headers["WWW-Authenticate"] == "Bearer"
+    assert cases[-1][0].request.headers.get("transfer-encoding") == "chunked"  # streamed, nothing declared
 
 
 def test_health_is_open_and_reveals_no_data(api: TestClient) -> None:
