@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from misuse import __version__
@@ -20,7 +21,7 @@ from misuse.service import errors, routes_admin, routes_alerts, routes_entities,
 from misuse.service.auth import TokenStore
 from misuse.service.backends import open_store
 from misuse.service.config import ServiceConfig
-from misuse.service.deps import ServiceState
+from misuse.service.deps import ServiceState, ViewerDep
 from misuse.service.metrics import Metrics
 from misuse.service.sse import AlertHub
 from misuse.service.stream import StreamProcessor
@@ -183,6 +184,10 @@ def create_app(cfg: ServiceConfig, *, start_workers: bool = True, state: Service
         version=__version__,
         summary="Live detection of misuse of IoT devices: ingest, alerts, entities, models.",
         lifespan=lifespan,
+        # the schema and its Swagger UI are routes of their own below, behind the viewer role
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=[
             {"name": "events", "description": "Ingest events; dead letters; stream accounting."},
             {"name": "alerts", "description": "Alerts, acknowledgement, analyst feedback, live feed."},
@@ -205,6 +210,14 @@ def create_app(cfg: ServiceConfig, *, start_workers: bool = True, state: Service
                 "misuse_http_requests_total", method=request.method, route=path, status=str(response.status_code)
             )
         return response
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_schema(_who: ViewerDep) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(_who: ViewerDep) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="misuse API")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

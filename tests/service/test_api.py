@@ -61,6 +61,8 @@ def test_every_failure_has_the_one_error_shape(api: TestClient, project: Project
     viewer, admin = auth(project, "viewer"), auth(project, "admin")
     as_json = {**admin, "Content-Type": "application/json"}
     cases = [
+        (api.get("/openapi.json"), 401),
+        (api.get("/docs"), 401),
         (api.get("/api/alerts"), 401),
         (api.get("/metrics", headers={"Authorization": "Bearer msu_x_forged"}), 401),
         (api.post("/api/events", json={"events": [{"ts": 1, "entity": "a"}]}, headers=viewer), 403),
@@ -96,10 +98,16 @@ def test_health_is_open_and_reveals_no_data(api: TestClient) -> None:
     assert resp.json()["status"] == "ok" and resp.json()["model"] == "steady" and resp.json()["mqtt"] == "disabled"
 
 
-def test_openapi_documents_every_route_with_security_and_errors(api: TestClient) -> None:
-    # execute
-    spec = api.get("/openapi.json").json()
-    # assert: every operation but health needs the bearer token and documents the error shape
+def test_openapi_documents_every_route_with_security_and_errors(api: TestClient, project: Project) -> None:
+    # execute: the schema and its Swagger UI need a token too (a viewer's is enough)
+    spec = api.get("/openapi.json", headers=auth(project, "viewer")).json()
+    ui = api.get("/docs", headers=auth(project, "viewer"))
+    login_page = api.get("/")
+    # assert
+    assert ui.status_code == 200 and "/openapi.json" in ui.text
+    assert login_page.status_code == 200 and "token" in login_page.text.lower()
+    assert api.get("/redoc", headers=auth(project, "viewer")).status_code == 404
+    # every operation but health needs the bearer token and documents the error shape
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     ops = [(p, m, op) for p, item in spec["paths"].items() for m, op in item.items()]
     assert len(ops) >= 17
