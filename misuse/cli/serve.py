@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from misuse.cli.common import DEFAULT_PROJECT, EXIT_USAGE, JsonOpt, ProjectOpt, console, emit_json, err_console, handled
+from misuse.errors import InvalidParameterError
 
 token_app = typer.Typer(help="Create, list and revoke API tokens (stored hashed in <project>/tokens.json).")
 
@@ -21,6 +22,14 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _read_password(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidParameterError(f"--mqtt-password-file {path}: cannot read the broker password: {why}") from None
 
 
 def serve(
@@ -53,7 +62,7 @@ def serve(
     from misuse.service.config import load_config
 
     with handled():
-        password = mqtt_password_file.read_text().strip() if mqtt_password_file else None
+        password = _read_password(mqtt_password_file) if mqtt_password_file else None
         cfg = load_config(
             {
                 "project": project,
@@ -71,7 +80,11 @@ def serve(
         problems = []
         if cfg.insecure_dev:
             if not _is_loopback(cfg.host):
-                problems.append(f"--insecure-dev only listens on loopback, not {cfg.host}")
+                problems.append(
+                    f"--insecure-dev (no authentication) binds only a loopback address (127.0.0.1, ::1 or "
+                    f"localhost), not {cfg.host}: leave --host / MISUSE_HOST unset for a local run, or drop "
+                    f"--insecure-dev and configure API tokens and broker credentials to listen on {cfg.host}"
+                )
             else:
                 err_console.print("[bold yellow]warning:[/] --insecure-dev: no authentication on the API or the broker")
         else:
@@ -87,7 +100,8 @@ def serve(
         if problems:
             for p in problems:
                 err_console.print(f"[bold red]error:[/] {p}", highlight=False, soft_wrap=True)
-            err_console.print("refusing to start (pass --insecure-dev for a local development run)")
+            hint = "" if cfg.insecure_dev else " (pass --insecure-dev for a local development run on 127.0.0.1)"
+            err_console.print(f"refusing to start{hint}")
             raise typer.Exit(EXIT_USAGE)
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         # open the store here, so a bad store_url or a locked store is a clean error, not a traceback

@@ -96,10 +96,17 @@ def test_serve_refuses_to_start_without_credentials(tmp_path: Path) -> None:
     insecure_wide = CliRunner().invoke(
         cli, ["serve", "--project", str(tmp_path), "--insecure-dev", "--host", "0.0.0.0"]
     )
+    no_pw_file = CliRunner().invoke(
+        cli,
+        ["serve", "--project", str(tmp_path), "--mqtt-username", "w", "--mqtt-password-file", str(tmp_path / "nope")],
+    )
     # assert
     assert res.exit_code == 2
     assert "no API token" in res.output and "no broker credentials" in res.output and "refusing" in res.output
-    assert insecure_wide.exit_code == 2 and "loopback" in insecure_wide.output
+    assert insecure_wide.exit_code == 2 and "binds only a loopback address" in insecure_wide.output
+    assert "0.0.0.0" in insecure_wide.output and "pass --insecure-dev" not in insecure_wide.output
+    assert no_pw_file.exit_code == 3 and isinstance(no_pw_file.exception, SystemExit)  # a clean exit, no traceback
+    assert f"--mqtt-password-file {tmp_path / 'nope'}: cannot read" in " ".join(no_pw_file.output.split())
 
 
 def test_token_cli_prints_once_and_lists_without_secret(tmp_path: Path) -> None:
