@@ -137,10 +137,20 @@ def alerts(
             for r in df.itertuples():
                 console.print(f"[bold]{r.alert_id}[/] {r.entity} ({r.misuse_type}):")
                 for c in r.contributions:
+                    basis = f"   ({c['baseline']})" if c.get("baseline") else ""
                     console.print(
-                        f"   {c['feature']:<22} typical {c['typical']:>12.4g}   actual {c['actual']:>12.4g}"
-                        f"   ({c.get('baseline', '')})"
+                        f"   {c['feature']:<22} typical {_value(c.get('typical')):>12}   "
+                        f"actual {_value(c.get('actual')):>12}{basis}",
+                        highlight=False,
+                        markup=False,
                     )
+
+
+def _value(v: object) -> str:
+    """A contribution's typical/actual value for the table: numbers to 4 significant digits, text as is."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return str(v)
+    return f"{v:.4g}"
 
 
 def feedback(

@@ -89,3 +89,26 @@ def test_simulate_is_deterministic(tmp_path: Path) -> None:
     assert a == sorted(p.name for p in (tmp_path / "b").iterdir())
     for name in a:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_alerts_explain_prints_text_and_numeric_contributions(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from misuse.alerts.model import Alert
+    from misuse.store.duck import Store
+
+    now = datetime(2026, 3, 5, tzinfo=UTC)
+    with Store(tmp_path / "p") as store:
+        store.add_alerts(
+            [
+                Alert(entity="alice", window_start=now, window_end=now, score=2.0, threshold=1.0, severity="low",
+                      misuse_type="impersonation", detector="access.login.unusual_login", summary="new client",
+                      contributions=[{"feature": "client", "typical": "App/1", "actual": "curl/8 [x]", "weight": 1.0},
+                                     {"feature": "hour", "typical": 9.0, "actual": 3, "weight": 0.5}])
+            ]
+        )  # fmt: skip
+
+    r = runner.invoke(app, ["alerts", "-p", str(tmp_path / "p"), "--explain"])
+
+    assert r.exit_code == 0, r.output
+    assert "App/1" in r.output and "curl/8 [x]" in r.output and "typical" in r.output
