@@ -219,13 +219,20 @@ def window_features(events: pd.DataFrame, window: float = 60.0, known: KnownSets
         out["new_action_frac"] = g["new_action"].mean()
     top = df.groupby(["entity", "w", "action"], sort=False).size().groupby(level=[0, 1]).max()
     out["top_action_frac"] = top / out["n_events"]
+    # sums and means in each window's own event order (np.bincount adds a bin's values one after the
+    # other): pandas' grouped sum/mean can differ in the last bit with the *other* windows in the frame,
+    # so a window scored alone (live) or in a batch (misuse detect) would not always get the same value
+    codes = g.ngroup().to_numpy()
     for c in additive:
         name = c[len(NUM_PREFIX) :]
-        out[f"sum:{name}"] = np.log1p(g[c].sum(min_count=1).clip(lower=0))
+        total, count = _sum_count(codes, df[c].to_numpy(), len(out))
+        out[f"sum:{name}"] = np.log1p(np.where(count > 0, total, np.nan).clip(min=0))
         out[f"max:{name}"] = np.log1p(g[c].max().clip(lower=0))
     for c in other:
         name = c[len(NUM_PREFIX) :]
-        out[f"mean:{name}"] = g[c].mean()
+        total, count = _sum_count(codes, df[c].to_numpy(), len(out))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"mean:{name}"] = np.where(count > 0, total / count, np.nan)
         out[f"max:{name}"] = g[c].max()
     out = out.reset_index()
     hours = (out["w"] % 86400) / 3600.0
@@ -236,6 +243,13 @@ def window_features(events: pd.DataFrame, window: float = 60.0, known: KnownSets
     out["label"] = _window_labels(events, wstart)(out)
     feats = [c for c in out.columns if c not in META and c not in ("w",)]
     return out[list(META) + feats]
+
+
+def _sum_count(codes: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group sum and count of the finite ``values``, each group summed in row order."""
+    ok = np.isfinite(values)
+    total = np.bincount(codes[ok], weights=values[ok], minlength=n)
+    return total, np.bincount(codes[ok], minlength=n).astype(np.float64)
 
 
 def _window_labels(events: pd.DataFrame, wstart: np.ndarray):  # type: ignore[no-untyped-def]

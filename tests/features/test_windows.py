@@ -99,3 +99,24 @@ def test_entity_baseline_deviation() -> None:
 def test_bad_window_is_rejected() -> None:
     with pytest.raises(InvalidParameterError, match="window"):
         window_features(events_to_frame(_events()), window=0)
+
+
+def test_a_window_gets_the_same_bits_alone_and_among_other_windows() -> None:
+    # pandas' grouped mean of [2.2, 2.2, 0.05, 0.05, 2.2, 0.05] is 1.125 alone and 1.1250000000000002 beside
+    # these other groups; a detector that splits on that last bit then alerts on batching, not behaviour
+    def flow(entity: str, ts: float, duration: float, i: int) -> Event:
+        return Event(ts=ts, entity=entity, kind="flow", action="tcp", peer="p", event_id=f"{entity}{i}",
+                     num={"duration": duration, "orig_bytes": duration * 10})  # fmt: skip
+
+    rng = np.random.default_rng(3)
+    mine = [flow("a", 10.0 + i, d, i) for i, d in enumerate([2.2, 2.2, 0.05, 0.05, 2.2, 0.05])]
+    others = [flow(str(rng.choice(["b", "c", "d"])), float(rng.uniform(0, 300)), float(rng.lognormal(0, 3)), i)
+              for i in range(49)]  # fmt: skip
+
+    alone = window_features(events_to_frame(mine), 60.0)
+    among = window_features(events_to_frame(others + mine), 60.0)
+    row = among[among["entity"] == "a"].reset_index(drop=True)
+
+    cols = feature_columns(alone)
+    assert alone["mean:duration"].iloc[0] == 1.125
+    assert np.array_equal(alone[cols].to_numpy(), row[cols].to_numpy(), equal_nan=True)
