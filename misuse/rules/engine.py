@@ -110,7 +110,10 @@ def _gc_paused() -> Iterator[None]:
     Alerts and window state hold no reference cycles, so collections during a batch free
     nothing; but with pandas and pyarrow loaded a full collection costs 50-100 ms, and the
     tens of thousands of alerts of a dense rule set off two or three of them per batch. Paused,
-    the batch's objects are scanned once, after it. The collector is left as it was found.
+    what the batch leaves alive is scanned once, after it. The pause must end only after the
+    batch's temporaries are freed (outside the function that made them): a collection while
+    they are alive moves them to the oldest generation and so brings on a full collection
+    later. The collector is left as it was found.
     """
     if not gc.isenabled():
         yield
@@ -303,6 +306,10 @@ class RuleEngine:
         for col in ("ts", "entity", "event_id"):
             if col not in frame.columns:
                 raise SchemaError(f"rule engine: event frame has no '{col}' column")
+        with _gc_paused():  # ends once the batch's temporaries are freed; see _gc_paused
+            return self._evaluate(frame)
+
+    def _evaluate(self, frame: pd.DataFrame) -> list[Alert]:
         ts = _ts_seconds(frame)
         if len(ts) > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
             order = np.argsort(ts, kind="stable")
@@ -315,26 +322,25 @@ class RuleEngine:
         ids = _Ids(frame["event_id"])
         alerts: list[Alert] = []
         hits: dict[str, np.ndarray] = {}
-        with _gc_paused():  # alerts and window state hold no cycles; see _gc_paused
-            for key, node in self.nodes.items():
-                if node.compiled is None:
-                    continue
-                idx = np.flatnonzero(node.compiled.mask(view))
-                hits[key] = idx
-                self.stats.add(self.stats.hits, key, len(idx))
-                if len(idx) and node.alerts:
-                    new = self._detection_alerts(node, view, idx, ts, ids)
-                    self.stats.add(self.stats.alerts, key, len(new))
-                    alerts.extend(new)
-            fired_rows: dict[str, list[tuple[float, dict[str, str], Fired]]] = {}
-            for key in self.order:
-                node = self.nodes[key]
-                assert node.state is not None
-                fired_rows[key] = self._correlate(node, view, hits, fired_rows, ts, ids)
-                for _, _, fired in fired_rows[key]:
-                    alerts.append(self._correlation_alert(node, fired))
-                    self.stats.add(self.stats.alerts, node.rule.id, 1)
-                self.stats.dropped = sum(n.state.dropped for n in self.nodes.values() if n.state is not None)
+        for key, node in self.nodes.items():
+            if node.compiled is None:
+                continue
+            idx = np.flatnonzero(node.compiled.mask(view))
+            hits[key] = idx
+            self.stats.add(self.stats.hits, key, len(idx))
+            if len(idx) and node.alerts:
+                new = self._detection_alerts(node, view, idx, ts, ids)
+                self.stats.add(self.stats.alerts, key, len(new))
+                alerts.extend(new)
+        fired_rows: dict[str, list[tuple[float, dict[str, str], Fired]]] = {}
+        for key in self.order:
+            node = self.nodes[key]
+            assert node.state is not None
+            fired_rows[key] = self._correlate(node, view, hits, fired_rows, ts, ids)
+            for _, _, fired in fired_rows[key]:
+                alerts.append(self._correlation_alert(node, fired))
+                self.stats.add(self.stats.alerts, node.rule.id, 1)
+            self.stats.dropped = sum(n.state.dropped for n in self.nodes.values() if n.state is not None)
         self._watermark = max(self._watermark, float(ts[-1]))
         for node in self.nodes.values():
             if node.state is not None:
