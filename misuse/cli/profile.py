@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-import pandas as pd
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from misuse.cli.common import DEFAULT_PROJECT, JsonOpt, ProjectOpt, console, emit_json, err_console, handled, open_store
+from misuse.cli.models import check_options
 from misuse.errors import InvalidParameterError, StoreError
 from misuse.profiles.check import profile_alerts
 from misuse.profiles.profile import EntityProfile, ProfileBook
 from misuse.profiles.temporal import WEEKDAYS
+from misuse.workflows import parse_time
 
 profile_app = typer.Typer(
     help="Per-entity behavioural profiles: build them, show one, check new events against them.", no_args_is_help=True
@@ -24,18 +25,6 @@ profile_app = typer.Typer(
 eval_app = typer.Typer(help="Evaluations on public benchmarks.", no_args_is_help=True)
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="Stored dataset the profiles describe.")]
 _SHADES = " ░▒▓█"
-
-
-def _utc(option: str, value: str | None) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise typer.BadParameter(
-            f"expected a date or time such as 2026-03-01, got {value!r}", param_hint=option
-        ) from None
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 UntilOpt = Annotated[str | None, typer.Option("--until", help="Learn only from events before this UTC date/time.")]
@@ -47,7 +36,8 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Learn one profile per entity from a stored dataset and save them in the store."""
-    cut = _utc("--until", until)
+    check_options(until=until)
+    cut = parse_time(until, "until") if until else None
     with handled():
         store = open_store(project)
         book = ProfileBook()
@@ -77,7 +67,8 @@ def check(
 ) -> None:
     """Compare new events with the stored profiles; store typed warnings (impersonation, insider and
     inadvertent misuse) as alerts. Build the profiles first, on history: ``misuse profile build --until``."""
-    start = _utc("--since", since)
+    check_options(since=since)
+    start = parse_time(since, "since") if since else None
     with handled():
         store = open_store(project)
         book = ProfileBook.load(store, dataset)
