@@ -49,6 +49,10 @@ def serve(
     insecure_dev: Annotated[
         bool, typer.Option("--insecure-dev", help="Run without API tokens or broker credentials (loopback only).")
     ] = False,
+    rules: Annotated[
+        str | None,
+        typer.Option("--rules", help="Rules run over the stream: builtin (the IoT pack), none, or a rule file/folder."),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the live service: REST API, dashboard, MQTT subscription and Zeek tailing.
@@ -75,6 +79,7 @@ def serve(
                 "mqtt_enabled": False if no_mqtt else None,
                 "zeek_tail": [str(p) for p in zeek_tail] if zeek_tail else None,
                 "insecure_dev": True if insecure_dev else None,
+                "rules": rules,
             }
         )
         problems = []

@@ -17,6 +17,10 @@ from fastapi.staticfiles import StaticFiles
 
 from misuse import __version__
 from misuse.alerts.model import Alert
+from misuse.rules import builtin_pack
+from misuse.rules.derive import Enricher
+from misuse.rules.engine import RuleEngine
+from misuse.rules.model import load_rules
 from misuse.service import errors, routes_admin, routes_alerts, routes_entities, routes_events, routes_models
 from misuse.service.auth import TokenStore
 from misuse.service.backends import open_store
@@ -99,6 +103,14 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
+def rule_engine(setting: str) -> RuleEngine | None:
+    """The engine the ``rules`` setting names: the built-in pack, none, or a rule file or folder."""
+    if setting == "none":
+        return None
+    rules = builtin_pack() if setting == "builtin" else load_rules(Path(setting))
+    return RuleEngine(rules, enricher=Enricher())
+
+
 def open_state(cfg: ServiceConfig) -> ServiceState:
     """Open the store, tokens and processor for a configuration (no network yet)."""
     store = open_store(cfg)
@@ -109,7 +121,7 @@ def open_state(cfg: ServiceConfig) -> ServiceState:
         cfg=cfg,
         store=store,
         lock=lock,
-        processor=StreamProcessor(store, lock, metrics, worker=cfg.worker),
+        processor=StreamProcessor(store, lock, metrics, worker=cfg.worker, rules=rule_engine(cfg.rules)),
         metrics=metrics,
         tokens=TokenStore(cfg.tokens_path),
         hub=hub,

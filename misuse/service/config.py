@@ -53,6 +53,9 @@ class ServiceConfig:
         PostgreSQL store needs its own.
     insecure_dev:
         Run without API tokens and without MQTT credentials (loopback only, for development).
+    rules:
+        Sigma-style rules run over every stored event batch: ``builtin`` (the IoT pack of
+        :mod:`misuse.rules`), ``none``, or a rule file or folder.
     """
 
     project: Path = Path(".misuse")
@@ -74,6 +77,7 @@ class ServiceConfig:
     store_url: str = "duckdb"
     worker_id: str = ""
     insecure_dev: bool = False
+    rules: str = "builtin"
 
     @property
     def tokens_path(self) -> Path:
@@ -123,6 +127,10 @@ class ServiceConfig:
         if self.store_url != "duckdb" and not self.store_url.startswith(("postgresql://", "postgres://")):
             raise InvalidParameterError(
                 f"setting 'store_url' must be 'duckdb' or a postgresql:// URL, got {self.store_url!r}"
+            )
+        if self.rules not in ("builtin", "none") and not Path(self.rules).exists():
+            raise InvalidParameterError(
+                f"setting 'rules' must be 'builtin', 'none' or a rule file or folder, got {self.rules!r} (not found)"
             )
         return self
 

@@ -18,6 +18,7 @@ _HELP = {
     "misuse_events_scored_total": ("counter", "Events inside windows that were scored."),
     "misuse_dead_letters_total": ("counter", "Malformed messages set aside, by origin."),
     "misuse_windows_scored_total": ("counter", "Entity windows closed and scored."),
+    "misuse_rule_events_total": ("counter", "New events the rules were run over."),
     "misuse_alerts_total": ("counter", "Alerts raised, by misuse type."),
     "misuse_http_requests_total": ("counter", "HTTP requests, by method, route and status."),
     "misuse_mqtt_connected": ("gauge", "1 while the worker is connected to the broker."),

@@ -32,6 +32,7 @@ from misuse.errors import ParseError
 from misuse.events import TS_LIMIT, events_to_frame, ts_ok
 from misuse.ingest.native import parse_event_object
 from misuse.pipeline import WindowModel, detect
+from misuse.rules.engine import RuleEngine
 from misuse.service.backends import AnyStore, stream_tables
 from misuse.service.metrics import Metrics
 
@@ -186,8 +187,13 @@ class StreamProcessor:
         on_alert: Callable[[Alert], None] | None = None,
         default_window: float = DEFAULT_WINDOW,
         worker: str = "",
+        rules: RuleEngine | None = None,
     ) -> None:
         self.store = store
+        self.rules = rules
+        # informational rules (a single failed or successful login...) feed the correlations; they are
+        # not alerts an operator wants one of per login
+        self._quiet_rules = {f"rule:{r.id}" for r in rules.rules if r.level == "informational"} if rules else set()
         self.lock = lock
         self.metrics = metrics
         self.on_alert = on_alert
@@ -254,6 +260,8 @@ class StreamProcessor:
                 for rec in new:
                     closed += self._add(rec)
                 report.windows_scored, report.alerts = self._score(closed, now) if closed else (0, [])
+                if new and self.rules is not None:
+                    report.alerts += self._rule_alerts(new)
                 if parsed.dead:
                     self._dead_letters(parsed.dead, origin)
                 con.commit()
@@ -396,6 +404,14 @@ class StreamProcessor:
         if self.model is not None:
             self.metrics.inc("misuse_events_scored_total", len(closed))
         return len(rows), alerts
+
+    def _rule_alerts(self, new: list[dict[str, object]]) -> list[Alert]:
+        """Run the rules over the batch's newly stored events (each event once: duplicates never get
+        here); store the alerts not stored before."""
+        assert self.rules is not None
+        alerts = [a for a in self.rules.process(events_to_frame(new)) if a.detector not in self._quiet_rules]
+        self.metrics.inc("misuse_rule_events_total", len(new))
+        return self.tables.add_new_alerts(alerts, DATASET, "rules") if alerts else []
 
     def _dead_letters(self, dead: list[dict[str, Any]], origin: str) -> None:
         total = self.store.con.execute("SELECT count(*) FROM dead_letters WHERE dataset = ?", [DATASET]).fetchone()

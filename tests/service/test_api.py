@@ -245,3 +245,55 @@ def test_rows_stored_with_times_out_of_range_break_no_endpoint(project: Project)
     assert replayed == 0 and flushed.windows_scored > 0  # startup replay skipped the odd rows
     assert all(a["entity"] != "zz" for a in resp["alerts"].json()["alerts"])
     assert resp["train"].json()["info"]["train_windows"] > 0
+
+
+def _brute_force(now: float, source: str = "203.0.113.9") -> list[dict[str, Any]]:
+    fails = [
+        {"ts": now + i, "entity": "root", "peer": source, "kind": "auth", "action": "login.failed",
+         "event_id": f"bf-{i}", "cat": {"message": "Failed password for root"}}
+        for i in range(12)
+    ]  # fmt: skip
+    ok = {
+        "ts": now + 20,
+        "entity": "root",
+        "peer": source,
+        "kind": "auth",
+        "action": "login.success",
+        "event_id": "bf-ok",
+    }
+    return [*fails, ok]
+
+
+def test_the_rule_pack_runs_on_the_stream_once_per_event(api: TestClient, project: Project) -> None:
+    # prepare: an SSH brute force followed by a success, posted twice (a client retrying the batch)
+    events = _brute_force(time.time() - 60)
+    analyst, viewer = auth(project, "analyst"), auth(project, "viewer")
+    # execute
+    first = api.post("/api/events", json={"events": events}, headers=analyst).json()
+    again = api.post("/api/events", json={"events": events}, headers=analyst).json()
+    alerts = api.get("/api/alerts?limit=1000", headers=viewer).json()["alerts"]
+    metrics = api.get("/metrics", headers=viewer).text
+    # assert: the correlation rules fire, once; the informational single-login rules are not alerts
+    rule_alerts = [a for a in alerts if a["detector"].startswith("rule:")]
+    kinds = {a["misuse_type"] for a in rule_alerts}
+    assert first["alerts"] >= 2 and again["alerts"] == 0 and again["duplicates"] == len(events)
+    assert {"brute_force", "unauthorized_access"} <= kinds
+    assert all(a["entity"] in ("root", "203.0.113.9") and a["evidence"] for a in rule_alerts)
+    assert len({a["alert_id"] for a in rule_alerts}) == len(rule_alerts) <= first["alerts"]
+    from misuse.rules import builtin_pack
+
+    quiet = {f"rule:{r.id}" for r in builtin_pack() if r.level == "informational"}
+    assert quiet and not quiet & {a["detector"] for a in rule_alerts}
+    assert "misuse_rule_events_total 13" in metrics
+
+
+def test_rules_can_be_switched_off(project: Project) -> None:
+    cfg = load_config({"project": project.root, "mqtt_enabled": False, "rules": "none"}, env={})
+    with TestClient(create_app(cfg, start_workers=False)) as api:
+        resp = api.post(
+            "/api/events", json={"events": _brute_force(time.time() - 60)}, headers=auth(project, "analyst")
+        )
+        alerts = api.get("/api/alerts?limit=1000", headers=auth(project, "viewer")).json()["alerts"]
+    assert resp.status_code == 200 and not [a for a in alerts if a["detector"].startswith("rule:")]
+    with pytest.raises(Exception, match="setting 'rules'"):
+        load_config({"project": project.root, "rules": "/no/such/rules"}, env={}).check()
