@@ -19,7 +19,7 @@ from misuse.fingerprint.classifier import DeviceClassifier, identify
 from misuse.fingerprint.features import ALL_GROUPS, GROUPS, window_features
 from misuse.fingerprint.monitor import FingerprintMonitor
 from misuse.fingerprint.observe import capture_observations, flow_observations
-from misuse.ingest.formats import get_reader, sniff_format
+from misuse.ingest.formats import reader_for, sniff_format
 
 devices_app = typer.Typer(
     help="Device fingerprints: learn device types from traffic, list devices with their type, check for spoofing.",
@@ -75,7 +75,7 @@ def _windows(
         if fmt in ("pcap", "pcapng"):
             parts.append(capture_observations(p, keys))
         elif fmt in ("zeek", "zeek-json"):
-            parts.append(flow_observations(get_reader(fmt).read(p), keys))
+            parts.append(flow_observations(reader_for(p, fmt)[1].read(p), keys))
         else:
             raise ParseError(f"expected a pcap/pcapng capture or a Zeek conn log, found {fmt}", source=str(p))
     if not window > 0:
@@ -201,7 +201,7 @@ def access(
             if fmt in ("pcap", "pcapng"):
                 parts.append(mqtt_logins(p))
                 continue
-            frame = (get_reader(fmt, year=year) if fmt == "authlog" else get_reader(fmt)).read(p)
+            frame = reader_for(p, fmt, **({"year": year} if fmt == "authlog" else {}))[1].read(p)
             parts += [login_attempts(frame), api_logins(frame)]
         att = pd.concat(parts, ignore_index=True).sort_values("ts", kind="stable")
         mon = LoginMonitor(min_unusual=min_unusual)

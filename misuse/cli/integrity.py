@@ -13,7 +13,7 @@ from misuse.cli.common import JsonOpt, console, emit_json, handled, open_store
 from misuse.errors import InvalidParameterError
 from misuse.events import is_malicious_label
 from misuse.ingest.base import DeadLetter
-from misuse.ingest.formats import get_reader, sniff_format
+from misuse.ingest.formats import reader_for
 from misuse.integrity import IntegrityMonitor, reading_scores, to_alerts
 
 integrity_app = typer.Typer(help="Telemetry integrity: injected, replayed, frozen or impossible values.")
@@ -30,9 +30,7 @@ def read_events(paths: list[Path], fmt: str | None, mapping: str | None) -> pd.D
         raise InvalidParameterError("no input files given")
     frames = []
     for p in paths:
-        kind = fmt or sniff_format(p)
-        options = {"mapping": mapping} if mapping and kind in ("csv", "jsonl") else {}
-        frames.append(get_reader(kind, **options).read(p, dead=DeadLetter()))
+        frames.append(reader_for(p, fmt, mapping=mapping)[1].read(p, dead=DeadLetter()))
     return pd.concat(frames, ignore_index=True)
 
 

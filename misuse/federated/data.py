@@ -15,7 +15,7 @@ import pandas as pd
 from misuse.errors import SchemaError
 from misuse.events import events_to_frame, is_malicious_label
 from misuse.features.windows import window_features
-from misuse.ingest.formats import get_reader, sniff_format
+from misuse.ingest.formats import reader_for
 
 #: the window features every site computes for the autoencoder, in this order (the model's input);
 #: a feature a site's data cannot give (no such attribute) is 0 there.
@@ -50,7 +50,7 @@ def read_events(paths: Sequence[str | Path], fmt: str | None = None) -> pd.DataF
         path = Path(p)
         if not path.exists():
             raise SchemaError(f"site data {path}: no such file")
-        frames.append(get_reader(fmt or sniff_format(path)).read(path))
+        frames.append(reader_for(path, fmt)[1].read(path))
     if not frames:
         return events_to_frame([])
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
