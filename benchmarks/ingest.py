@@ -39,6 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
 TARGET = 0.5  # our frames must reach half of plain dpkt record iteration
+ZEEK_TARGET = 300_000  # rows/s of the Zeek conn.log reader
 
 
 def data_dir() -> Path:
@@ -295,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nours frames / dpkt records = {ratio:.2f} (target >= {TARGET}: {'met' if ratio >= TARGET else 'MISSED'})")
     if zeek is None:
         print("zeek conn.log: misuse/ingest/zeek.py (ZeekReader) not found; section skipped")
+    else:
+        rows = zeek["n"] / zeek["seconds"]
+        ok = "met" if rows >= ZEEK_TARGET else "MISSED"
+        print(f"zeek conn.log rows/s = {rows:,.0f} (target >= {ZEEK_TARGET:,}: {ok})")
     if not args.keep:
         for f in args.workdir.glob("ingest-bench*.pcap"):
             f.unlink()
