@@ -163,7 +163,6 @@ class WarningRules:
         others = sorted(((k, fit(p, actions)) for k, p in book.profiles.items() if k != entity), key=lambda t: -t[1])
         novel = own.footprint.novelty(actions)
         drivers = own.footprint.divergence(actions)
-        views = ["functional"] if drivers else []
         best = others[0] if others else None
         sensitive = sorted({a for a in actions if self.is_sensitive(a)})
         rare = [a for a in sensitive if own.footprint.actions.share(a) < 0.01]
@@ -197,9 +196,11 @@ class WarningRules:
                 bar,
             )
         if (novel >= novel_bar and not genuine) or (new_ctx and rare):
-            what = f"{novel:.0%} were never seen in its profile" if novel >= novel_bar else "use rare sensitive "
-            if novel < novel_bar:
-                what += "actions " + ", ".join(rare)
+            what = (
+                f"{novel:.0%} were never seen in its profile"
+                if novel >= novel_bar
+                else "use rare sensitive actions " + ", ".join(rare)
+            )
             return ProfileWarning(
                 entity,
                 MisuseType.IMPERSONATION,
