@@ -165,6 +165,9 @@ class MqttWorker:
                 self.client.ack(m.mid, m.qos)
 
 
+_HEADER_KEYS = (b"#separator", b"#set_separator", b"#empty_field", b"#unset_field", b"#path", b"#fields", b"#types")
+
+
 @dataclass
 class _Tail:
     path: Path
@@ -178,8 +181,9 @@ class ZeekTailer:
     """Follow Zeek logs as they grow (and across rotation), feeding new lines to the processor.
 
     Each poll reads the complete new lines, parses them with :class:`misuse.ingest.zeek.ZeekReader`
-    behind the file's own ``#`` header, and hands the events over; ids are the ``uid`` for
-    ``conn`` and ``file:line`` otherwise, so re-reading a file after a restart adds nothing twice.
+    behind the file's own ``#`` header, and hands the events over. Events and dead letters carry
+    the file's own line numbers (``conn.log:3009``); ids are the ``uid`` for ``conn`` and
+    ``uid:file:line`` otherwise, so re-reading a file after a restart adds nothing twice.
     """
 
     def __init__(self, paths: list[Path], ingest: Callable[[Parsed, str], Any], interval: float = 0.5) -> None:
@@ -226,41 +230,39 @@ class ZeekTailer:
         if end < 0:
             return 0
         chunk = data[: end + 1]
-        t.offset += len(chunk)
-        first_line = t.lines + 1
         rows = chunk.split(b"\n")[:-1]
-        t.lines += len(rows)
+        header = list(t.header)
         body: list[bytes] = []
-        for r in rows:
-            if r.startswith(b"#"):
-                if r.startswith(
-                    (
-                        b"#separator",
-                        b"#set_separator",
-                        b"#empty_field",
-                        b"#unset_field",
-                        b"#path",
-                        b"#fields",
-                        b"#types",
-                    )
-                ):
-                    t.header = [h for h in t.header if h.split(maxsplit=1)[:1] != r.split(maxsplit=1)[:1]] + [r]
-            else:
+        at: list[int] = []  # the file's line number of each body row
+        for number, r in enumerate(rows, start=t.lines + 1):
+            if not r.startswith(b"#"):
                 body.append(r)
+                at.append(number)
+            elif r.startswith(_HEADER_KEYS):
+                header = [h for h in header if h.split(maxsplit=1)[:1] != r.split(maxsplit=1)[:1]] + [r]
+        t.offset += len(chunk)
+        t.lines += len(rows)
+        t.header = header
         if not body:
             return 0
-        parsed = self._parse(t, body, first_line)
+        parsed = self._parse(t.path.name, header, body, at)
         self.ingest(parsed, "zeek")
         return len(parsed.records)
 
-    def _parse(self, t: _Tail, body: list[bytes], first_line: int) -> Parsed:
-        name = t.path.name
-        where = f"{name}:{first_line}"
+    def _parse(self, name: str, header: list[bytes], body: list[bytes], at: list[int]) -> Parsed:
+        """Parse body rows (the file's lines ``at``) behind the header; events and dead letters name
+        the file and its own line numbers."""
+        head = [] if body[0].lstrip().startswith(b"{") else header
+
+        def line_of(n: int | None) -> int:
+            """The file's line number of line ``n`` of the temporary file (header, then body)."""
+            i = (n or 0) - len(head) - 1
+            return at[i] if 0 <= i < len(at) else at[0]
+
         dead = DeadLetter()
         frames: list[pd.DataFrame] = []
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / name
-            head = [] if body[0].lstrip().startswith(b"{") else t.header
             p.write_bytes(b"\n".join(head + body) + b"\n")
             try:
                 frames = list(ZeekReader().batches(p, dead=dead))
@@ -268,30 +270,29 @@ class ZeekTailer:
                 return Parsed(
                     dead=[
                         {
-                            "source": where,
-                            "line": first_line,
+                            "source": f"{name}:{at[0]}",
+                            "line": at[0],
                             "reason": exc.reason,
                             "raw": b"\n".join(body)[:2000].decode(errors="replace"),
                         }
                     ]
                 )
-        out = Parsed(dead=[{**d, "source": name} for d in dead.samples])
-        offset = first_line - 1 - len(head)
+        out = Parsed(dead=[{**d, "source": name, "line": line_of(d["line"])} for d in dead.samples])
         now = time.time()
         for frame in frames:
-            out.records += [_record(r, name, offset) for r in frame.to_dict("records")]
+            out.records += [_record(r, name, line_of) for r in frame.to_dict("records")]
             out.received += [now] * len(frame)
         return out
 
 
-def _record(row: dict[str, Any], name: str, offset: int) -> dict[str, object]:
+def _record(row: dict[str, Any], name: str, line_of: Callable[[int | None], int]) -> dict[str, object]:
     rec: dict[str, object] = {}
     for k, v in row.items():
         if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
             continue
         rec[k] = v.timestamp() if isinstance(v, pd.Timestamp) else v
     src = str(rec.get("source", ""))
-    line = int(src.rsplit(":", 1)[1]) + offset if ":" in src else 0
+    line = line_of(int(src.rsplit(":", 1)[1])) if ":" in src else 0
     rec["source"] = f"{name}:{line}"
     eid = str(rec.get("event_id", ""))
     if ":" in eid:

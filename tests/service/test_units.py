@@ -172,6 +172,42 @@ def test_zeek_tailer_follows_a_growing_log_once_per_line(tmp_path: Path) -> None
     assert got[1].records[0]["source"] == "conn.log:6"
 
 
+ZEEK_HEADER = [
+    "#separator \\x09",
+    "#set_separator\t,",
+    "#empty_field\t(empty)",
+    "#unset_field\t-",
+    "#path\tconn",
+    "#open\t2024-01-01-00-00-00",
+    *CONN_HEADER[2:],
+]
+
+
+def test_zeek_events_and_dead_letters_carry_the_files_own_line_numbers(tmp_path: Path) -> None:
+    # prepare: Zeek's full 8-line header and 3,000 rows (lines 9-3,008), read in one poll
+    log = tmp_path / "conn.log"
+    rows = [f"{100 + i}.0\tC{i}\t10.0.0.1\t5000\t10.0.0.9\t80\ttcp\tSF" for i in range(3000)]
+    log.write_text("\n".join(ZEEK_HEADER + rows) + "\n")
+    got: list[Parsed] = []
+    tail, state = ZeekTailer([log], lambda p, origin: got.append(p)), _Tail(log)
+    tail.poll(state)
+    # execute: the log grows by a garbage line (3,009), a good row (3,010), a comment and a good row (3,012)
+    with log.open("a") as fh:
+        fh.write("garbage\n5000.0\tCX\t10.0.0.1\t5000\t10.0.0.9\t80\ttcp\tSF\n#close\t2024-01-01-01-00-00\n")
+        fh.write("5001.0\tCY\t10.0.0.1\t5000\t10.0.0.9\t80\ttcp\tSF\n")
+    tail.poll(state)
+    reread: list[Parsed] = []
+    ZeekTailer([log], lambda p, origin: reread.append(p)).poll(_Tail(log))
+    # assert
+    first, grown = got
+    assert [first.records[0]["source"], first.records[-1]["source"]] == ["conn.log:9", "conn.log:3008"]
+    assert [(d["source"], d["line"]) for d in grown.dead] == [("conn.log", 3009)]
+    assert [r["source"] for r in grown.records] == ["conn.log:3010", "conn.log:3012"]
+    # read again from the start in one poll, every line keeps its number (and so its id)
+    assert [r["source"] for r in reread[0].records] == [r["source"] for p in got for r in p.records]
+    assert [d["line"] for d in reread[0].dead] == [3009]
+
+
 def test_zeek_lines_reach_the_store_without_duplicates_after_a_reread(tmp_path: Path) -> None:
     # prepare
     log = tmp_path / "conn.log"
