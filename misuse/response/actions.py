@@ -30,6 +30,7 @@ from misuse.alerts.model import Alert
 from misuse.errors import InvalidParameterError, StoreError
 from misuse.response.env import ACTIONS, CONTAINING, OBS_FEATURES, RECENT
 from misuse.response.policy import BanditPolicy, verdict_reward
+from misuse.response.replay import score_ratio
 from misuse.rules.fusion import fuse
 from misuse.store.duck import Store
 
@@ -101,7 +102,7 @@ def observations(store: Store, alerts: pd.DataFrame, window: float = 60.0) -> np
         t_, f_ = tp.get(a.entity, 0), fp.get(a.entity, 0)
         ctx = {
             "risk": risk,
-            "score_ratio": float(np.log(max(a.score, 1e-9) / max(abs(a.threshold), 1e-9))),
+            "score_ratio": float(score_ratio(a.score, a.threshold)),
             "signals": float(len(fused[(a.entity, b)].contributions)),
             "risk_ema": ema,
             "streak": float(np.log1p(streak)),

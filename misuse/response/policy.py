@@ -221,7 +221,7 @@ class BanditPolicy:
             env.reset(options={"replay": k})
             obs_all += [env.observation(int(i)) for i in env._cand[:500]]
         sample = np.array(obs_all) if obs_all else np.zeros((1, len(OBS_FEATURES)))
-        self._init(sample.mean(axis=0), sample.std(axis=0))
+        self._init(*_nan_mean_std(sample))
         self.setting_ = {"floor": env.floor, "hold": env.hold, "costs": asdict(env.costs)}
         rng = np.random.default_rng(self.seed)
         for epoch in range(epochs):
@@ -312,6 +312,15 @@ class BanditPolicy:
         """Windows a containing action lasted in training."""
         self._check()
         return int(self.setting_.get("hold", 10))
+
+
+def _nan_mean_std(sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation over the finite values (0 and 0 for a column with none)."""
+    finite = np.isfinite(sample)
+    n = np.maximum(finite.sum(axis=0), 1)
+    mean = np.where(finite, sample, 0.0).sum(axis=0) / n
+    var = (np.where(finite, sample - mean, 0.0) ** 2).sum(axis=0) / n
+    return mean, np.sqrt(var)
 
 
 def evaluate_policy(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from misuse.alerts.model import Alert
 from misuse.errors import InvalidParameterError, SchemaError
@@ -27,6 +28,24 @@ from misuse.rules.fusion import fuse
 #: Window features copied into a replay (0 when a stream lacks one).
 WINDOW_FEATURES = ("events", "peers", "dst_ports", "failed_frac", "login_failures", "new_peer_frac", "top_action_frac")
 REPLAY_COLUMNS = ("stream", "entity", "t", "risk", "score_ratio", "signals", "malicious", "label", *WINDOW_FEATURES)
+
+
+def score_ratio(score: ArrayLike, threshold: ArrayLike) -> np.ndarray:
+    """``log(score / threshold)``: how far a detector score lies above (> 0) or below (< 0) its threshold.
+
+    Defined only where both the score and the threshold are positive: a ratio needs a scale,
+    and a threshold at or below 0 (a profile warning's rule bound, say) has none. Elsewhere the
+    value is missing (NaN), which :class:`~misuse.response.policy.BanditPolicy` treats as
+    typical and never cites in an explanation, instead of the -20 or +20 a tiny floor under
+    the division would give.
+
+    >>> score_ratio([2.0, 1.0, 2.0, -1.0], [1.0, 1.0, 0.0, 1.0]).round(3).tolist()
+    [0.693, 0.0, nan, nan]
+    """
+    s = np.asarray(score, dtype=float)
+    th = np.asarray(threshold, dtype=float)
+    ok = (s > 0) & (th > 0)
+    return np.where(ok, np.log(np.where(ok, s, 1.0) / np.where(ok, th, 1.0)), np.nan)
 
 
 @dataclass
@@ -87,7 +106,7 @@ def replay_from_scored(
             "entity": scored["entity"].astype(str).to_numpy(),
             "t": t.astype(np.int64),
             "risk": [r.risk for r in rows],
-            "score_ratio": np.log(np.maximum(scored["score"].to_numpy(float), 1e-9) / max(abs(threshold), 1e-9)),
+            "score_ratio": score_ratio(scored["score"].to_numpy(float), threshold),
             "signals": [len(r.contributions) for r in rows],
             "malicious": scored["label"].map(is_malicious_label).to_numpy(bool),
             "label": scored["label"].fillna("benign").astype(str).to_numpy(),

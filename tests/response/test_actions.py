@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from misuse.alerts.model import Alert
 from misuse.errors import InvalidParameterError, StoreError
 from misuse.response import actions
 from misuse.response.env import ACTIONS, OBS_FEATURES, ResponseEnv
@@ -64,6 +66,35 @@ def test_observations_follow_the_alert_context(store: Store) -> None:
     assert np.all(col["risk"] >= 0.5)  # every stored alert is at or above its threshold
     assert np.all(np.isfinite(col["peers"]))  # the alert names 'peers' among its contributions
     assert np.all(np.isnan(col["events"]))  # ... and not 'events': left to the policy's typical value
+
+
+def test_an_alert_whose_threshold_is_not_positive_has_no_score_ratio(tmp_path: Path, policy: BanditPolicy) -> None:
+    # a profile warning: score in the rule's own units, threshold 0 (no scale to divide by)
+    t = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    warning = Alert(
+        entity="alice",
+        window_start=t,
+        window_end=t + timedelta(minutes=1),
+        score=2.0,
+        threshold=0.0,
+        severity="low",
+        misuse_type="inadvertent_misuse",
+        detector="profile.inadvertent_misuse",
+        summary="set_temp out of range",
+        contributions=[{"feature": "distribution:set_temp:value", "typical": 21.0, "actual": 35.0, "weight": 1.0}],
+    )
+    s = Store(tmp_path / ".misuse")
+    s.add_alerts([warning], dataset="d", model="profiles")
+    ratio = OBS_FEATURES.index("score_ratio")
+
+    obs = actions.observations(s, s.alerts())
+    [decision] = actions.apply(s, policy, "p", dry_run=True)
+
+    assert np.isnan(obs[0, ratio])  # missing, not log(2 / 1e-9) = 21.4
+    assert all(c["feature"] != "score_ratio" for c in decision["because"])
+    as_typical = obs[0].copy()
+    as_typical[ratio] = policy.mean_[ratio]
+    assert decision["action"] == ACTIONS[policy.act(as_typical)]
 
 
 def test_undo_lifts_one_action_or_all_of_an_entity(store: Store, policy: BanditPolicy) -> None:

@@ -70,6 +70,20 @@ def test_load_refuses_other_features(train_replays: list[Replay], tmp_path: Path
         BanditPolicy.load(tmp_path / "nothing")
 
 
+def test_a_replay_without_score_ratio_trains_and_is_never_cited(train_replays: list[Replay]) -> None:
+    ratio = OBS_FEATURES.index("score_ratio")
+    for r in train_replays:
+        r.frame["score_ratio"] = np.nan  # e.g. a detector whose threshold is 0
+
+    pol = BanditPolicy(seed=0).fit(ResponseEnv(train_replays), epochs=1)
+    obs, _ = ResponseEnv(train_replays).reset()
+    _action, because = pol.explain(obs)
+
+    assert np.isfinite(pol.weights_).all() and np.isfinite(pol.mean_).all()
+    assert (pol.mean_[ratio], pol.scale_[ratio]) == (0.0, 1.0)
+    assert all(c.feature != "score_ratio" for c in because)
+
+
 def test_unfitted_policy_refuses_to_act() -> None:
     with pytest.raises(NotFittedError):
         BanditPolicy().act(np.zeros(len(OBS_FEATURES)))
