@@ -214,7 +214,11 @@ class ZeekTailer:
             self._stop.wait(self.interval)
 
     def poll(self, t: _Tail) -> int:
-        """Read what was appended to one file since the last poll; returns the events handed over."""
+        """Read what was appended to one file since the last poll; returns the events handed over.
+
+        The position in the file moves on only once the lines were handed over: when ``ingest``
+        raises, the next poll reads the same lines again.
+        """
         try:
             st = t.path.stat()
         except FileNotFoundError:
@@ -240,14 +244,15 @@ class ZeekTailer:
                 at.append(number)
             elif r.startswith(_HEADER_KEYS):
                 header = [h for h in header if h.split(maxsplit=1)[:1] != r.split(maxsplit=1)[:1]] + [r]
+        handed = 0
+        if body:
+            parsed = self._parse(t.path.name, header, body, at)
+            self.ingest(parsed, "zeek")
+            handed = len(parsed.records)
         t.offset += len(chunk)
         t.lines += len(rows)
         t.header = header
-        if not body:
-            return 0
-        parsed = self._parse(t.path.name, header, body, at)
-        self.ingest(parsed, "zeek")
-        return len(parsed.records)
+        return handed
 
     def _parse(self, name: str, header: list[bytes], body: list[bytes], at: list[int]) -> Parsed:
         """Parse body rows (the file's lines ``at``) behind the header; events and dead letters name
@@ -259,7 +264,7 @@ class ZeekTailer:
             i = (n or 0) - len(head) - 1
             return at[i] if 0 <= i < len(at) else at[0]
 
-        dead = DeadLetter()
+        dead = DeadLetter(keep=len(body))  # every bad line is set aside, not the first 100
         frames: list[pd.DataFrame] = []
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / name

@@ -208,6 +208,30 @@ def test_zeek_events_and_dead_letters_carry_the_files_own_line_numbers(tmp_path:
     assert [d["line"] for d in reread[0].dead] == [3009]
 
 
+def test_zeek_lines_are_read_again_when_handing_them_over_failed(tmp_path: Path) -> None:
+    # prepare: a consumer that fails once (the store is down), and more than 100 bad lines
+    log = tmp_path / "conn.log"
+    rows = [f"{100 + i}.0\tC{i}\t10.0.0.1\t5000\t10.0.0.9\t80\ttcp\tSF" for i in range(5)]
+    log.write_text("\n".join(CONN_HEADER + rows + ["bad"] * 150) + "\n")
+    failures = [RuntimeError("store unavailable")]
+    got: list[Parsed] = []
+
+    def ingest(parsed: Parsed, origin: str) -> None:
+        if failures:
+            raise failures.pop()
+        got.append(parsed)
+
+    tail, state = ZeekTailer([log], ingest), _Tail(log)
+    # execute
+    with pytest.raises(RuntimeError):
+        tail.poll(state)
+    again = tail.poll(state)
+    # assert: the same lines handed over at the second poll, none skipped; every bad line set aside
+    assert again == 5 and [r["event_id"] for r in got[0].records] == [f"C{i}" for i in range(5)]
+    assert [d["line"] for d in got[0].dead] == list(range(10, 160))
+    assert tail.poll(state) == 0 and len(got) == 1
+
+
 def test_zeek_lines_reach_the_store_without_duplicates_after_a_reread(tmp_path: Path) -> None:
     # prepare
     log = tmp_path / "conn.log"
