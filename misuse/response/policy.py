@@ -13,6 +13,7 @@ there are labelled streams, and torch at run time.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -281,20 +282,44 @@ class BanditPolicy:
 
     @classmethod
     def load(cls, folder: Path) -> BanditPolicy:
-        """Load what :meth:`save` wrote."""
-        if not (folder / "policy.json").exists():
+        """Load what :meth:`save` wrote.
+
+        Raises
+        ------
+        SchemaError
+            When ``policy.json`` or ``policy.npz`` is missing, unreadable or not what
+            :meth:`save` writes; the message names the file and the problem. Arrays are never
+            unpickled.
+        """
+        meta_path = folder / "policy.json"
+        if not meta_path.exists():
             raise SchemaError(f"{folder}: not a saved policy (policy.json missing)")
-        meta = json.loads((folder / "policy.json").read_text())
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SchemaError(f"{meta_path}: not a readable JSON policy description ({exc})") from None
+        if not isinstance(meta, dict):
+            raise SchemaError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
         if meta.get("features") != list(OBS_FEATURES) or meta.get("actions") != list(ACTIONS):
             raise SchemaError(f"{folder}: policy was saved with other features or actions than this misuse uses")
-        pol = cls(ridge=float(meta["ridge"]), epsilon=float(meta["epsilon"]), seed=int(meta["seed"]))
-        with np.load(folder / "policy.npz", allow_pickle=False) as z:
-            pol.A_, pol.b_, pol.n_ = z["A"], z["b"], z["n"]
-            pol.mean_, pol.scale_ = z["mean"], z["scale"]
-        pol.history_ = list(meta.get("history", []))
-        pol.setting_ = dict(meta.get("setting", {}))
-        pol.info_ = dict(meta.get("info", {}))
-        pol._refresh()
+        try:
+            pol = cls(ridge=float(meta["ridge"]), epsilon=float(meta["epsilon"]), seed=int(meta["seed"]))
+            pol.history_ = list(meta.get("history", []))
+            pol.setting_ = dict(meta.get("setting", {}))
+            pol.info_ = dict(meta.get("info", {}))
+            Costs(**pol.setting_.get("costs", {}))
+            int(pol.setting_.get("hold", 10))
+        except KeyError as exc:
+            raise SchemaError(f"{meta_path}: field {exc} missing") from None
+        except (TypeError, ValueError) as exc:  # InvalidParameterError is a ValueError
+            raise SchemaError(f"{meta_path}: bad value ({exc})") from None
+        arrays = _read_arrays(folder / "policy.npz")
+        pol.A_, pol.b_, pol.n_ = arrays["A"], arrays["b"], arrays["n"].astype(np.int64)
+        pol.mean_, pol.scale_ = arrays["mean"], arrays["scale"]
+        try:
+            pol._refresh()
+        except np.linalg.LinAlgError:
+            raise SchemaError(f"{folder / 'policy.npz'}: array 'A' is singular (a saved policy's never is)") from None
         return pol
 
     info_: dict[str, Any]
@@ -312,6 +337,36 @@ class BanditPolicy:
         """Windows a containing action lasted in training."""
         self._check()
         return int(self.setting_.get("hold", 10))
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a saved policy, checked for presence, kind, shape and finiteness (never unpickled)."""
+    d, k = 1 + 2 * len(OBS_FEATURES), len(ACTIONS)
+    shapes = {"A": (k, d, d), "b": (k, d), "n": (k,), "mean": (len(OBS_FEATURES),), "scale": (len(OBS_FEATURES),)}
+    if not path.exists():
+        raise SchemaError(f"{path}: missing (a saved policy is policy.json + policy.npz)")
+    if not zipfile.is_zipfile(path):
+        raise SchemaError(f"{path}: not an npz archive")
+    out = {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            for name, shape in shapes.items():
+                if name not in z.files:
+                    raise SchemaError(f"{path}: array {name!r} missing")
+                try:
+                    a = np.asarray(z[name])
+                except ValueError:  # object (pickled) data, or a damaged array header
+                    raise SchemaError(f"{path}: array {name!r} is not plain numeric data") from None
+                if not np.issubdtype(a.dtype, np.number) or a.shape != shape:
+                    raise SchemaError(f"{path}: array {name!r} is {a.dtype} {a.shape}, expected numbers {shape}")
+                if not np.isfinite(a).all():
+                    raise SchemaError(f"{path}: array {name!r} holds non-finite values")
+                out[name] = a.astype(float) if name != "n" else a
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise SchemaError(f"{path}: damaged npz archive ({exc})") from None
+    if (out["scale"] <= 0).any():
+        raise SchemaError(f"{path}: array 'scale' holds values <= 0")
+    return out
 
 
 def _nan_mean_std(sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

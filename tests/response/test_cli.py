@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from misuse.cli import app
-from misuse.response.env import ACTIONS, OBS_FEATURES
+from misuse.response.env import ACTIONS, OBS_FEATURES, ResponseEnv
+from misuse.response.policy import BanditPolicy
+from misuse.response.replay import Replay
 from misuse.store.duck import Store
 
 from .conftest import make_alerts
@@ -83,3 +86,22 @@ def test_bad_seeds_and_sources_are_input_errors(tmp_path: Path) -> None:
 
     assert bad_seeds.exit_code == 3 and "1,x" in bad_seeds.output
     assert bad_source.exit_code == 3 and "nope" in bad_source.output
+
+
+@pytest.mark.parametrize(
+    ("name", "garbage"), [("policy.json", b'{"kind": "bandit",'), ("policy.npz", b"PK\x03garbage")]
+)
+def test_a_damaged_policy_file_is_one_line_of_bad_input(
+    train_replays: list[Replay], tmp_path: Path, name: str, garbage: bytes
+) -> None:
+    store = Store(tmp_path / ".misuse")
+    BanditPolicy(seed=0).fit(ResponseEnv(train_replays), epochs=1).save(store.model_dir("resp"))
+    store.register_model("resp", "policy", {})
+    store.close()
+    (tmp_path / ".misuse" / "models" / "resp" / name).write_bytes(garbage)
+
+    result = runner.invoke(app, ["policy", "apply", "--project", str(tmp_path / ".misuse")])
+
+    assert result.exit_code == 3  # bad input (misuse/cli/common.py)
+    assert len(result.output.strip().splitlines()) == 1
+    assert name in result.output and "Traceback" not in result.output and "unsafe" not in result.output

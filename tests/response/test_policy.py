@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,51 @@ def test_a_replay_without_score_ratio_trains_and_is_never_cited(train_replays: l
     assert np.isfinite(pol.weights_).all() and np.isfinite(pol.mean_).all()
     assert (pol.mean_[ratio], pol.scale_[ratio]) == (0.0, 1.0)
     assert all(c.feature != "score_ratio" for c in because)
+
+
+def _object_array_npz(path: Path) -> None:
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays["A"] = np.array([{"a": 1}], dtype=object)  # pickled data: must never be loaded
+    np.savez(path, **arrays)
+
+
+def _wrong_shape_npz(path: Path) -> None:
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays["b"] = arrays["b"][:, :3]
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda p: (p / "policy.json").write_text("{not json"), r"policy\.json: not a readable JSON"),
+        (lambda p: (p / "policy.json").write_text("[1, 2]"), r"policy\.json: expected a JSON object, got list"),
+        (
+            lambda p: (p / "policy.json").write_text(
+                json.dumps({**json.loads((p / "policy.json").read_text()), "ridge": "x"})
+            ),
+            r"policy\.json: bad value",
+        ),
+        (lambda p: (p / "policy.npz").write_bytes(b"garbage"), r"policy\.npz: not an npz archive"),
+        (lambda p: (p / "policy.npz").unlink(), r"policy\.npz: missing"),
+        (lambda p: _object_array_npz(p / "policy.npz"), r"policy\.npz: array 'A' is not plain numeric data"),
+        (lambda p: _wrong_shape_npz(p / "policy.npz"), r"policy\.npz: array 'b' is float64 \(5, 3\)"),
+    ],
+    ids=["json-garbled", "json-not-object", "json-bad-value", "npz-garbled", "npz-missing", "npz-pickle", "npz-shape"],
+)
+def test_load_names_the_damaged_file_and_the_problem(
+    train_replays: list[Replay], tmp_path: Path, damage: Callable[[Path], object], problem: str
+) -> None:
+    folder = BanditPolicy(seed=0).fit(ResponseEnv(train_replays), epochs=1).save(tmp_path / "p")
+    damage(folder)
+
+    with pytest.raises(SchemaError, match=problem) as err:
+        BanditPolicy.load(folder)
+
+    assert str(folder) in str(err.value)
+    assert "unsafe" not in str(err.value) and "allow_pickle" not in str(err.value)
 
 
 def test_unfitted_policy_refuses_to_act() -> None:
