@@ -50,7 +50,8 @@ class Parsed:
 
     A dead letter is ``{"source", "line", "reason", "raw"}``; one set aside because its ``ts`` is
     outside the range the event model holds also has ``"field": "ts"`` and ``"value"`` (the value
-    as sent), so that the HTTP route can refuse the whole batch instead.
+    as sent; the reason quotes it, and only the four keys above are stored). Every source treats
+    those like any other dead letter: the good events of the same message or HTTP batch are kept.
     """
 
     records: list[dict[str, object]] = field(default_factory=list)
