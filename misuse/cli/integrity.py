@@ -9,7 +9,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from misuse.cli.common import JsonOpt, console, emit_json, handled, open_store
+from misuse.cli.common import DEFAULT_PROJECT, JsonOpt, ProjectOpt, console, emit_json, handled, open_store
 from misuse.errors import InvalidParameterError
 from misuse.events import is_malicious_label
 from misuse.ingest.base import DeadLetter
@@ -24,14 +24,45 @@ MappingOpt = Annotated[str | None, typer.Option("--mapping", "-m", help="Column 
 StoreOpt = Annotated[Path | None, typer.Option("--store-alerts", help="Project folder whose store receives alerts.")]
 
 
-def read_events(paths: list[Path], fmt: str | None, mapping: str | None) -> pd.DataFrame:
-    """Read files of any supported format into one events frame (bad records are set aside)."""
+def dead_letters(project: Path, command: str) -> DeadLetter:
+    """Where one check run sets bad records aside: ``<project>/deadletter/<command>.jsonl``.
+
+    The file of the previous run of the same command is removed first; it is only written
+    again when a record is bad, as ``misuse ingest`` does.
+    """
+    path = project / "deadletter" / f"{command}.jsonl"
+    if path.exists():
+        path.unlink()
+    return DeadLetter(path=path)
+
+
+def read_events(paths: list[Path], fmt: str | None, mapping: str | None, dead: DeadLetter) -> pd.DataFrame:
+    """Read files of any supported format into one events frame; bad records go to ``dead``."""
     if not paths:
         raise InvalidParameterError("no input files given")
     frames = []
     for p in paths:
-        frames.append(reader_for(p, fmt, mapping=mapping)[1].read(p, dead=DeadLetter()))
+        frames.append(reader_for(p, fmt, mapping=mapping)[1].read(p, dead=dead))
     return pd.concat(frames, ignore_index=True)
+
+
+def dead_letter_report(dead: DeadLetter) -> dict[str, object]:
+    """The bad-record fields of a check's ``--json`` output (the names ``misuse ingest --json`` uses)."""
+    return {
+        "bad_records": dead.count,
+        "dead_letter_file": str(dead.path) if dead.count else None,
+        "first_bad": dead.first(),
+    }
+
+
+def print_dead_letters(dead: DeadLetter) -> None:
+    """One line when records were set aside: how many, where, and the first one's file, line and reason."""
+    if dead.count:
+        console.print(
+            f"[yellow]{dead.count:,} bad record(s) set aside[/] in {dead.path}; first: {dead.first()}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def normal_only(frame: pd.DataFrame) -> pd.DataFrame:
@@ -46,12 +77,17 @@ def check(
     fmt: FormatOpt = None,
     mapping: MappingOpt = None,
     store: StoreOpt = None,
+    project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Learn per-device limits from --train (attack-labelled rows dropped), then check FILES."""
+    """Learn per-device limits from --train (attack-labelled rows dropped), then check FILES.
+
+    Bad records of either are counted and set aside in ``<project>/deadletter/integrity-check.jsonl``.
+    """
     with handled():
-        monitor = IntegrityMonitor().fit(normal_only(read_events(train, fmt, mapping)))
-        flags = monitor.check(read_events(files, fmt, mapping))
+        dead = dead_letters(project, "integrity-check")
+        monitor = IntegrityMonitor().fit(normal_only(read_events(train, fmt, mapping, dead)))
+        flags = monitor.check(read_events(files, fmt, mapping, dead))
         alerts = to_alerts(flags)
         if store is not None and alerts:
             with open_store(store, create=True) as st:
@@ -63,6 +99,7 @@ def check(
                     "readings": len(scores),
                     "flagged": int(scores["flagged"].sum()) if len(scores) else 0,
                     "alerts": [a.to_dict() for a in alerts],
+                    **dead_letter_report(dead),
                 }
             )
             return
@@ -78,3 +115,4 @@ def check(
             )
         console.print(table)
         console.print(f"{int(scores['flagged'].sum()) if len(scores) else 0:,} of {len(scores):,} readings flagged")
+        print_dead_letters(dead)

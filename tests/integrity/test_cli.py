@@ -70,3 +70,35 @@ def test_exfil_check_finds_a_dns_tunnel(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     assert {a["detector"] for a in json.loads(out.stdout)["alerts"]} == {"exfil.dns"}
     assert missing.exit_code == 2
+
+
+def conn_log(path: Path, rows: int, start: float, garbage: int = 0) -> Path:
+    """A Zeek conn.log of one device's small uploads, with ``garbage`` broken lines in the middle."""
+    head = "#separator \\x09\n#fields\tts\tuid\tid.orig_h\tid.resp_h\tproto\torig_bytes\n"
+    head += "#types\ttime\tstring\taddr\taddr\tenum\tcount\n"
+    lines = [f"{start + 60 * i:.6f}\tC{i}\t192.168.1.5\t203.0.113.7\ttcp\t{500 + i % 7}" for i in range(rows)]
+    lines[rows // 2 : rows // 2] = [f"garbage line {j}" for j in range(garbage)]
+    path.write_text(head + "\n".join(lines) + "\n")
+    return path
+
+
+def test_checks_report_bad_records_and_set_them_aside(tmp_path: Path) -> None:
+    train = conn_log(tmp_path / "train.log", 200, 1.7e9)
+    test = conn_log(tmp_path / "conn.log", 100, 1.7e9 + 200 * 60, garbage=50)
+    project = tmp_path / "p"
+    readings = write_jsonl(telemetry(300), tmp_path / "readings.jsonl")
+    readings.write_text(readings.read_text() + "{not json\n")
+
+    table = runner.invoke(exfil_app, [str(test), "--train", str(train), "--project", str(project)])
+    body = json.loads(runner.invoke(exfil_app, [str(test), "--train", str(train), "-p", str(project), "--json"]).stdout)
+    integrity = runner.invoke(integrity_app, [str(readings), "--train", str(readings), "-p", str(project), "--json"])
+
+    assert table.exit_code == 0, table.output
+    assert "50 bad record(s) set aside" in table.stdout and "conn.log line 54" in table.stdout
+    assert body["bad_records"] == 50 and body["first_bad"].startswith(f"{test} line 54: ")
+    dead = [json.loads(x) for x in (project / "deadletter" / "exfil-check.jsonl").read_text().splitlines()]
+    assert len(dead) == 50 and dead[0]["raw"] == "garbage line 0"  # one run's records, not two runs'
+    checked = json.loads(integrity.stdout)
+    assert checked["bad_records"] == 2 and checked["dead_letter_file"] == str(
+        project / "deadletter" / "integrity-check.jsonl"
+    )
