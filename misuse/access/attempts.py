@@ -15,7 +15,8 @@ success     bool     whether it got in
 failures    float    failed attempts this row stands for ("message repeated 3 times": 3)
 client      str      client fingerprint: SSH version string, MQTT client id, user agent
 password    str      the password tried when the source logs it (honeypots), else ""
-channel     str      ssh, cowrie, zeek-ssh, mqtt, api
+channel     str      the auth event's ``cat.service`` (``sshd``, ``su``, ``api``...) or
+                     ``auth`` without one; cowrie, zeek-ssh, mqtt, api (app sessions)
 ==========  =======  ================================================================
 
 Counting rules (so one attempt is counted once):
@@ -25,6 +26,9 @@ Counting rules (so one attempt is counted once):
   ``authentication failure`` lines count only for a service (``cat.service``) that logged no
   ``login.failed`` in the frame (old Linux logs where sshd only has PAM lines); otherwise they
   repeat sshd's ``Failed password``.
+* Other auth events (events JSONL: API, web or app logins): ``login.success`` / ``login.failed``;
+  the client is the first of ``cat.client``, ``cat.user_agent``, ``cat.client_id`` that is set,
+  the source ``peer`` (or ``cat.src_ip`` when ``peer`` is empty).
 * Cowrie: ``login.success`` / ``login.failed``, the client is the session's ``client.version``.
 * Zeek ssh.log: ``auth_attempts`` failures, then one success when ``auth_success`` is true.
 * App/API commands: see :func:`api_logins`.
@@ -48,6 +52,9 @@ ATTEMPT_COLUMNS: tuple[str, ...] = (
     "password",
     "channel",
 )
+#: event columns naming the client, in order of preference (the client strings of
+#: :data:`misuse.profiles.footprint.CONTEXT_COLUMNS`)
+CLIENT_COLUMNS: tuple[str, ...] = ("cat.client", "cat.user_agent", "cat.client_id")
 
 
 def empty_attempts() -> pd.DataFrame:
@@ -71,6 +78,14 @@ def _col(frame: pd.DataFrame, name: str) -> pd.Series:
     if name in frame.columns:
         return frame[name].astype(object).where(frame[name].notna(), "").astype(str)
     return pd.Series([""] * len(frame), index=frame.index, dtype=object)
+
+
+def _first_set(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.Series:
+    """Per row, the first of the columns ``names`` that is set (not missing, not empty)."""
+    out = pd.Series([""] * len(frame), index=frame.index, dtype=object)
+    for name in names:
+        out = out.where(out != "", _col(frame, name))
+    return out
 
 
 def _num(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -140,8 +155,9 @@ def _from_auth(frame: pd.DataFrame) -> list[pd.DataFrame]:
             ok,
             np.where(ok, 0.0, repeat),
             account=sub["entity"].to_numpy(),
-            source=sub["peer"].to_numpy(),
-            channel=_col(sub, "cat.service").replace("", "ssh").to_numpy(),
+            source=_first_set(sub, ("peer", "cat.src_ip")).to_numpy(),
+            client=_first_set(sub, CLIENT_COLUMNS).to_numpy(),
+            channel=_col(sub, "cat.service").replace("", "auth").to_numpy(),
         )
     )
     return parts

@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 
 from misuse.access.attempts import ATTEMPT_COLUMNS, api_logins, login_attempts
+from misuse.access.monitor import LoginMonitor
 from misuse.errors import InvalidParameterError, SchemaError
 from misuse.events import Event, events_to_frame
 from misuse.ingest.authlog import AuthLogReader
 from misuse.ingest.cowrie import CowrieReader
+from misuse.ingest.native import EventJsonReader
 
 AUTH = """\
 Dec 10 06:55:46 srv sshd[1]: Invalid user admin from 5.6.7.8
@@ -113,3 +115,43 @@ def test_other_events_give_no_attempts_and_bad_input_fails_loudly() -> None:
         login_attempts(pd.DataFrame({"ts": [1.0]}))
     with pytest.raises(InvalidParameterError, match="session_gap"):
         api_logins(frame, session_gap=0)
+
+
+def _api_login(day: int, agent: str, ip: str = "192.168.1.20", **extra: str) -> dict[str, object]:
+    return {
+        "ts": f"2026-03-{day:02d}T09:00:00Z",
+        "entity": "alice",
+        "peer": ip,
+        "kind": "auth",
+        "action": "login.success",
+        "cat.user_agent": agent,
+        **extra,
+    }
+
+
+def test_event_jsonl_logins_keep_their_client_and_service(tmp_path: Path) -> None:
+    rows = [
+        _api_login(1, "App/1"),
+        {**_api_login(2, "", **{"cat.service": "api"}), "cat.client_id": "lock-app-7"},
+        {"ts": 3.0, "entity": "bob", "kind": "auth", "action": "login.failed", "cat.src_ip": "6.6.6.6"},
+    ]
+    p = tmp_path / "logins.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    att = login_attempts(EventJsonReader().read(p)).sort_values("event_id")
+
+    assert att["client"].tolist() == ["App/1", "lock-app-7", ""]
+    assert att["channel"].tolist() == ["auth", "api", "auth"]
+    assert att["source"].tolist() == ["192.168.1.20", "192.168.1.20", "6.6.6.6"]
+
+
+def test_a_new_user_agent_on_event_jsonl_logins_is_an_unusual_login(tmp_path: Path) -> None:
+    rows = [_api_login(d, "LockApp/2.1 (iOS)") for d in range(1, 8)] + [_api_login(8, "python-requests/2.31")]
+    p = tmp_path / "logins.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    alerts = LoginMonitor(min_unusual=1).process_many(login_attempts(EventJsonReader().read(p)))
+
+    assert [a.detector for a in alerts] == ["access.login.unusual_login"]
+    assert "new client 'python-requests/2.31' (usually 'LockApp/2.1 (iOS)')" in alerts[0].summary
+    assert alerts[0].evidence == ["logins.jsonl:8"]
