@@ -127,7 +127,7 @@ def verify(
             raise ParseError(f"cannot read manifest ({exc.strerror})", source=str(mpath)) from None
         m = Manifest.from_json(text, source=str(mpath))
         allowed = AllowList.load(allow_list) if allow_list is not None else None
-        result = verify_image(data, m, load_public_key(pubkey), allowed, entity=entity)
+        result = verify_image(data, m, load_public_key(pubkey), allowed, entity=entity, image_name=str(image))
         _store(result.alerts, store)
         if as_json:
             emit_json({"ok": result.ok, "checks": result.checks, "alerts": [a.to_dict() for a in result.alerts]})

@@ -261,6 +261,7 @@ def verify_image(
     allow_list: AllowList | None = None,
     entity: str | None = None,
     at: datetime | None = None,
+    image_name: str | None = None,
 ) -> Verification:
     """Check an image against its signed manifest and, optionally, the model's allow-list.
 
@@ -276,9 +277,24 @@ def verify_image(
         The device the image belongs to (default: the manifest's model).
     at:
         Time stamped on alerts (default now).
+    image_name:
+        The file that was checked (default: the image the manifest names). Alerts name it and,
+        when it differs, the manifest's image it was compared with.
+
+    Examples
+    --------
+    >>> key = generate_key()
+    >>> m = sign_image(b"firmware", key, "cam-x200", "1.0", "bb.bin")
+    >>> v = verify_image(b"firmwarE", m, key.public_key(), image_name="mod.bin")
+    >>> print(v.alerts[0].summary.split(" (")[0])
+    image mod.bin differs from the manifest's image bb.bin
+    >>> v.alerts[0].evidence[0]
+    'mod.bin'
     """
     when = at or datetime.now(UTC)
     who = entity or manifest.model
+    checked = image_name or manifest.image_name
+    compared = "its manifest" if checked == manifest.image_name else f"the manifest's image {manifest.image_name}"
     digest = sha256(data)
     checks: dict[str, bool] = {}
     alerts: list[Alert] = []
@@ -296,7 +312,7 @@ def verify_image(
                 detector=f"{DETECTOR}.{check}",
                 summary=summary,
                 contributions=[{"feature": check, "typical": typical, "actual": actual, "weight": 1.0}],
-                evidence=[manifest.image_name, digest],
+                evidence=[checked, digest],
             )
         )
 
@@ -318,8 +334,8 @@ def verify_image(
         fail(
             "hash",
             Severity.CRITICAL,
-            f"image {manifest.image_name} differs from its manifest ({len(data):,} bytes, sha256 {digest[:16]}...)",
-            f"{manifest.size} bytes, sha256 {manifest.sha256}",
+            f"image {checked} differs from {compared} ({len(data):,} bytes, sha256 {digest[:16]}...)",
+            f"{manifest.image_name}: {manifest.size} bytes, sha256 {manifest.sha256}",
             f"{len(data)} bytes, sha256 {digest}",
         )
     if allow_list is not None:
@@ -330,7 +346,7 @@ def verify_image(
             fail(
                 "allow_list",
                 Severity.HIGH,
-                f"image sha256 {digest[:16]}... is not an allowed image of model {manifest.model}",
+                f"image {checked} (sha256 {digest[:16]}...) is not an allowed image of model {manifest.model}",
                 f"one of versions {known or 'none listed'}",
                 f"unknown hash {digest}",
             )

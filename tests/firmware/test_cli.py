@@ -46,6 +46,24 @@ def test_keygen_sign_verify_and_tamper(tmp_path: Path) -> None:
     assert again.exit_code == 3
 
 
+def test_verify_names_the_checked_file_not_the_manifests_image(tmp_path: Path) -> None:
+    signed, modified = tmp_path / "bb.bin", tmp_path / "mod.bin"
+    signed.write_bytes(b"\x7fELF genuine image" * 50)
+    modified.write_bytes(b"\x7fELF genuine image" * 49 + b"\x7fELF backdoored!!")
+    priv, pub = tmp_path / "k.pem", tmp_path / "k.pub"
+    runner.invoke(firmware_app, ["keygen", "--private", str(priv), "--public", str(pub)])
+    runner.invoke(firmware_app, ["sign", str(signed), "--key", str(priv), "--model", "cam", "--version", "1"])
+    manifest = str(tmp_path / "bb.bin.manifest.json")
+
+    out = runner.invoke(firmware_app, ["verify", str(modified), "-m", manifest, "--pubkey", str(pub), "--json"])
+
+    assert out.exit_code == EXIT_TAMPERED
+    (alert,) = json.loads(out.stdout)["alerts"]
+    assert alert["summary"].startswith(f"image {modified} differs from the manifest's image bb.bin (")
+    assert alert["evidence"][0] == str(modified)
+    assert alert["contributions"][0]["typical"].startswith("bb.bin: ")
+
+
 def test_inspect_reports_offsets_and_saves_a_profile(
     tmp_path: Path, busybox: dict[str, bytes], native_static: str
 ) -> None:
