@@ -179,17 +179,19 @@ def apply(
 
 @policy_app.command("log")
 def log(
-    status: Annotated[str | None, typer.Option("--status", help="Only 'active' or 'undone' actions.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only 'active', 'undone' or 'no_action' (ignore) decisions.")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Newest N rows (0: all).")] = 50,
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
-    """The log of automated actions, newest first: what was done to which entity, why, and whether it holds."""
+    """The log of decisions, newest first: what was done to which entity, why, and whether it holds."""
     with handled():
         from misuse.response import actions
 
-        if status not in (None, "active", "undone"):
-            raise InvalidParameterError(f"--status: expected 'active' or 'undone', got {status!r}")
+        if status is not None and status not in actions.STATUSES:
+            raise InvalidParameterError(f"--status: expected one of {', '.join(actions.STATUSES)}, got {status!r}")
         rows = actions.logged(open_store(project), status=status)
         if limit > 0:
             rows = rows.head(limit)
@@ -217,7 +219,7 @@ def undo(
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Undo a logged automated action (or all of an entity's)."""
+    """Undo a logged action, or all of an entity's active ones (an ignore decision has nothing to undo)."""
     with handled():
         from misuse.response import actions
 

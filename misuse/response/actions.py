@@ -2,10 +2,12 @@
 
 Every decision is written to the ``response_actions`` table of the project store (created here
 through ``Store.con``): the alert, the entity, the action, the observation the policy saw, the
-features that led to the action, the policy, the time, and whether it is still in force. An
-enforcement sink (firewall hook, broker ACL) reads the active rows; :func:`undo` lifts one.
-:func:`learn_from_feedback` feeds the analysts' verdicts (the store's ``feedback`` table) on
-decided alerts back into the policy, once per decision.
+features that led to the action, the policy, the time, and its status: ``active`` until
+:func:`undo` marks it ``undone``, or ``no_action`` for an ``ignore`` decision, which asks for
+nothing and so cannot be undone. Nothing here enforces a decision (no firewall, broker or
+network call): the rows are a record for a person or an enforcement point to act on, and
+``undo`` only changes a row's status. :func:`learn_from_feedback` feeds the analysts' verdicts
+(the store's ``feedback`` table) on decided alerts back into the policy, once per decision.
 
 The observation of a stored alert follows :data:`~misuse.response.env.OBS_FEATURES`: the fused
 risk of the entity's alerts in the alert's window (:func:`misuse.rules.fusion.fuse`), its score
@@ -28,7 +30,7 @@ import pandas as pd
 
 from misuse.alerts.model import Alert
 from misuse.errors import InvalidParameterError, StoreError
-from misuse.response.env import ACTIONS, CONTAINING, OBS_FEATURES, RECENT
+from misuse.response.env import ACTIONS, CONTAINING, IGNORE, OBS_FEATURES, RECENT
 from misuse.response.policy import BanditPolicy, verdict_reward
 from misuse.response.replay import score_ratio
 from misuse.rules.fusion import fuse
@@ -41,9 +43,18 @@ _DDL = f"""CREATE TABLE IF NOT EXISTS {TABLE} (
     undone_at TIMESTAMPTZ, learned BOOLEAN)"""
 
 
+#: ``status`` of a logged decision: a containing or threshold action in force, one lifted by
+#: :func:`undo`, or an ``ignore`` decision, which puts nothing in force and cannot be undone.
+STATUSES = ("active", "undone", "no_action")
+
+
 def ensure_table(store: Store) -> None:
-    """Create the ``response_actions`` table if missing."""
+    """Create the ``response_actions`` table if missing.
+
+    Ignore decisions logged as ``active`` before they had their own status become ``no_action``.
+    """
     store.con.execute(_DDL)
+    store.con.execute(f"UPDATE {TABLE} SET status = 'no_action' WHERE action = 'ignore' AND status = 'active'")
 
 
 def _alert(row: pd.Series) -> Alert:
@@ -168,7 +179,7 @@ def apply(
                 json.dumps([None if not np.isfinite(v) else float(v) for v in x]),
                 policy_name,
                 now,
-                "active",
+                "no_action" if action == IGNORE else "active",
                 None,
                 False,
             ]
@@ -189,7 +200,11 @@ def logged(store: Store, *, status: str | None = None) -> pd.DataFrame:
 
 
 def undo(store: Store, action_id: str | None = None, *, entity: str | None = None) -> int:
-    """Lift one logged action (by id) or every active action on an entity; returns how many."""
+    """Lift one logged action (by id) or every active action on an entity; returns how many.
+
+    Only ``active`` rows are lifted: an ``ignore`` decision (status ``no_action``) put nothing in
+    force, so it is neither undone nor counted.
+    """
     ensure_table(store)
     if (action_id is None) == (entity is None):
         raise InvalidParameterError("undo: give exactly one of an action id or an entity")
@@ -197,6 +212,9 @@ def undo(store: Store, action_id: str | None = None, *, entity: str | None = Non
     n = store.con.execute(f"SELECT count(*) FROM {TABLE} WHERE {col} = ? AND status = 'active'", [val]).fetchone()
     count = int(n[0]) if n else 0
     if count == 0:
+        row = store.con.execute(f"SELECT action, status FROM {TABLE} WHERE action_id = ?", [action_id]).fetchone()
+        if row is not None and row[1] == "no_action":
+            raise StoreError(f"{TABLE}: action {action_id} is an {row[0]!r} decision; it put nothing in force to undo")
         raise StoreError(f"{TABLE}: no active action with {col} {val!r}")
     store.con.execute(
         f"UPDATE {TABLE} SET status = 'undone', undone_at = ? WHERE {col} = ? AND status = 'active'",

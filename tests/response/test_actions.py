@@ -13,8 +13,8 @@ import pytest
 from misuse.alerts.model import Alert
 from misuse.errors import InvalidParameterError, StoreError
 from misuse.response import actions
-from misuse.response.env import ACTIONS, OBS_FEATURES, ResponseEnv
-from misuse.response.policy import BanditPolicy, verdict_reward
+from misuse.response.env import ACTIONS, ALERT, IGNORE, OBS_FEATURES, ResponseEnv
+from misuse.response.policy import BanditPolicy, Contribution, verdict_reward
 from misuse.response.replay import Replay
 from misuse.store.duck import Store
 
@@ -38,7 +38,7 @@ def test_apply_decides_explains_and_logs_every_alert(store: Store, policy: Bandi
         assert all(c["feature"] in OBS_FEATURES and c["weight"] > 0 for c in d["because"])
     log = actions.logged(store)
     assert len(log) == n_alerts
-    assert set(log["status"]) == {"active"}
+    assert (log["status"] == np.where(log["action"] == "ignore", "no_action", "active")).all()
     assert json.loads(log["observation"].iloc[0])[OBS_FEATURES.index("risk")] == pytest.approx(log["risk"].iloc[0])
 
 
@@ -98,7 +98,7 @@ def test_an_alert_whose_threshold_is_not_positive_has_no_score_ratio(tmp_path: P
 
 
 def test_undo_lifts_one_action_or_all_of_an_entity(store: Store, policy: BanditPolicy) -> None:
-    decisions = actions.apply(store, policy, "p")
+    decisions = [d for d in actions.apply(store, policy, "p") if d["action"] != "ignore"]
     first = decisions[0]
 
     assert actions.undo(store, first["action_id"]) == 1
@@ -113,6 +113,48 @@ def test_undo_lifts_one_action_or_all_of_an_entity(store: Store, policy: BanditP
     assert len(actions.logged(store, status="active")) == len(decisions) - 1 - left
     with pytest.raises(InvalidParameterError, match="exactly one"):
         actions.undo(store)
+
+
+class _FirstIgnored(BanditPolicy):
+    """Ignores an entity's first alert and alerts on the later ones."""
+
+    def explain(self, obs: np.ndarray, top: int = 3) -> tuple[int, list[Contribution]]:
+        return (IGNORE if obs[OBS_FEATURES.index("age")] == 0 else ALERT), []
+
+
+def test_ignore_decisions_are_logged_as_no_action_and_never_undone(store: Store, policy: BanditPolicy) -> None:
+    first_ignored = _FirstIgnored()
+    first_ignored.__dict__.update(policy.__dict__)
+    decisions = actions.apply(store, first_ignored, "p")
+    ignored = [d for d in decisions if d["action"] == "ignore"]
+    assert {d["entity"] for d in ignored} == {"cam", "plug"} and len(ignored) == 2
+
+    log = actions.logged(store).set_index("action_id")
+    assert (log.loc[[d["action_id"] for d in ignored], "status"] == "no_action").all()
+    assert set(log.loc[log["action"] != "ignore", "status"]) == {"active"}
+    assert len(actions.logged(store, status="no_action")) == 2
+
+    assert actions.undo(store, entity="cam") == 2  # cam's two alerts, not its ignore
+    with pytest.raises(StoreError, match=f"{ignored[0]['action_id']} is an 'ignore' decision"):
+        actions.undo(store, ignored[0]["action_id"])
+    log = actions.logged(store).set_index("action_id")
+    assert (log.loc[[d["action_id"] for d in ignored], "status"] == "no_action").all()
+    assert log.loc[[d["action_id"] for d in ignored], "undone_at"].isna().all()
+
+    store.add_feedback(ignored[0]["alert_id"], "true_positive")  # a verdict on an ignore still teaches
+    assert actions.learn_from_feedback(store, policy, "p") == 1
+
+
+def test_ignore_rows_logged_as_active_earlier_become_no_action(store: Store) -> None:
+    actions.ensure_table(store)
+    store.con.execute(
+        f"INSERT INTO {actions.TABLE} VALUES ('old', 'a', 'cam', 'ignore', 0.4, '[]', '[]', 'p', now(), "
+        "'active', NULL, false)"
+    )
+
+    assert actions.logged(store)["status"].tolist() == ["no_action"]
+    with pytest.raises(StoreError, match="nothing in force"):
+        actions.undo(store, "old")
 
 
 def test_feedback_updates_the_policy_once_per_verdict(store: Store, policy: BanditPolicy) -> None:

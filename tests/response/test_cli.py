@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -25,7 +26,7 @@ def _json(args: list[str]) -> object:
     return json.loads(result.stdout)
 
 
-def test_train_evaluate_apply_log_undo_and_learn_from_feedback(tmp_path: Path) -> None:
+def test_train_evaluate_apply_log_and_learn_from_feedback(tmp_path: Path) -> None:
     project = tmp_path / ".misuse"
     p = ["--project", str(project)]
 
@@ -54,19 +55,50 @@ def test_train_evaluate_apply_log_undo_and_learn_from_feedback(tmp_path: Path) -
     assert isinstance(logged, list)
     assert sorted(r["action_id"] for r in logged) == sorted(d["action_id"] for d in decisions)
 
-    first = decisions[0]["action_id"]
-    assert _json(["policy", "undo", first, *p]) == {"undone": 1}
-    again = runner.invoke(app, ["policy", "undo", first, *p])
-    assert again.exit_code == 4 and first in again.output
-    undone = _json(["policy", "log", "--status", "undone", *p])
-    assert isinstance(undone, list)
-    assert [r["action_id"] for r in undone] == [first]
-
     fb = runner.invoke(app, ["feedback", decisions[1]["alert_id"], "false_positive", *p])
     assert fb.exit_code == 0, fb.output
     after = _json(["policy", "apply", *p])
     assert isinstance(after, dict)
     assert after["learned_from_feedback"] == 1 and after["decisions"] == []
+
+
+def _always(action: str, replays: list[Replay]) -> BanditPolicy:
+    """A fitted policy whose every decision is ``action`` (its reward models made constant)."""
+    pol = BanditPolicy(seed=0).fit(ResponseEnv(replays), epochs=1)
+    for a in range(len(ACTIONS)):
+        w = np.zeros(pol.A_.shape[1])
+        w[0] = 10.0 if ACTIONS[a] == action else -10.0
+        pol.b_[a] = pol.A_[a] @ w
+    return pol
+
+
+def test_undo_lifts_actions_but_not_ignore_decisions(train_replays: list[Replay], tmp_path: Path) -> None:
+    project = tmp_path / ".misuse"
+    p = ["--project", str(project)]
+    store = Store(project)
+    store.add_alerts(make_alerts(), dataset="d", model="m")
+    for name, action in (("limits", "rate_limit"), ("ignores", "ignore")):
+        _always(action, train_replays).save(store.model_dir(name))
+        store.register_model(name, "policy", {})
+    store.close()
+    limited = _json(["policy", "apply", "--name", "limits", *p])
+    ignored = _json(["policy", "apply", "--name", "ignores", *p])
+    assert isinstance(limited, dict) and isinstance(ignored, dict)
+    assert {d["action"] for d in limited["decisions"]} == {"rate_limit"}
+    assert {d["action"] for d in ignored["decisions"]} == {"ignore"}
+
+    first = limited["decisions"][0]["action_id"]
+    assert _json(["policy", "undo", first, *p]) == {"undone": 1}
+    again = runner.invoke(app, ["policy", "undo", first, *p])
+    assert again.exit_code == 4 and first in again.output
+    cam = sum(d["entity"] == "cam" and d["action_id"] != first for d in limited["decisions"])
+    assert _json(["policy", "undo", "--entity", "cam", *p]) == {"undone": cam}  # not the ignores of cam
+    an_ignore = ignored["decisions"][0]["action_id"]
+    refused = runner.invoke(app, ["policy", "undo", an_ignore, *p])
+    assert refused.exit_code == 4 and "nothing in force" in refused.output
+
+    logged = {s: _json(["policy", "log", "--status", s, *p]) for s in ("active", "undone", "no_action")}
+    assert {s: len(rows) for s, rows in logged.items()} == {"active": 5 - cam, "undone": 1 + cam, "no_action": 6}
 
 
 def test_apply_without_a_trained_policy_says_so(tmp_path: Path) -> None:
