@@ -16,6 +16,10 @@ its history from one call to the next. Three checks:
            subdomains than ``factor`` times its training quantile (at least ``dns_min_unique``):
            DNS tunnelling.
 
+Each limit is the larger of the learned one and its floor (``min_bytes``, ``min_drip_bytes``,
+``dns_min_unique``); a device not seen in training is judged by the floor alone. A finding's
+``typical`` says which limit applied.
+
 Only flows to destinations outside ``local_networks`` count. This is the dedicated, stateful
 detector; the window-path rule in :mod:`misuse.alerts.classify` stays a cheap first filter.
 """
@@ -281,8 +285,15 @@ class ExfilMonitor:
         self.fitted_ = True
         return self
 
-    def _limit(self, table: dict[str, float], entity: str, floor: float) -> float:
-        return table.get(entity, floor)
+    def _limit(self, table: dict[str, float], entity: str, floor: float, learned: str) -> tuple[float, str]:
+        """The limit a device is judged by and which one it is: the one ``learned`` from its own
+        training traffic, or the floor (a device not seen in training, or one whose learned limit
+        is below the floor)."""
+        if entity not in table:
+            return floor, "the floor for a device not seen in training"
+        if table[entity] <= floor:
+            return table[entity], f"the floor; {learned} is lower"
+        return table[entity], learned
 
     def check(self, frame: pd.DataFrame, update: bool = True) -> pd.DataFrame:
         """Findings in new traffic, one row per (device, check, destination, window).
@@ -304,8 +315,9 @@ class ExfilMonitor:
         w0 = self.window
         cur = agg[agg["new"]]
         rare = cur[cur["prior"] < self.rare_windows]
+        learned = f"{self.factor:g} x the device's p{self.quantile * 100:g}"
         for (entity, w), part in rare.groupby(["entity", "win"], sort=True):
-            limit = self._limit(self.burst_limit_, str(entity), self.min_bytes)
+            limit, basis = self._limit(self.burst_limit_, str(entity), self.min_bytes, learned)
             sent = float(part["bytes"].sum())
             if sent > limit:
                 top = part.sort_values("bytes", ascending=False)
@@ -319,7 +331,7 @@ class ExfilMonitor:
                         sent / limit,
                         limit,
                         f"{sent:,.0f} bytes to {len(part)} new/rare destination(s) in {w0:.0f} s",
-                        f"<= {limit:,.0f} bytes per window ({self.factor:g} x the device's p{self.quantile * 100:g})",
+                        f"<= {limit:,.0f} bytes per window ({basis})",
                         [i for ids in top["ids"] for i in ids],
                     )
                 )
@@ -328,7 +340,7 @@ class ExfilMonitor:
         k = round(self.long_window / self.window)
         cand = drip[(drip["prior_long"] < self.rare_windows) & (drip["active"] >= self.drip_min_windows)]
         for (entity, peer), part in cand.groupby(["entity", "peer"], sort=True):
-            limit = self._limit(self.drip_limit_, str(entity), self.min_drip_bytes)
+            limit, basis = self._limit(self.drip_limit_, str(entity), self.min_drip_bytes, learned)
             over = part[part["long_bytes"] > limit]
             if over.empty:
                 continue
@@ -349,13 +361,13 @@ class ExfilMonitor:
                     limit,
                     f"{worst['long_bytes']:,.0f} bytes in {int(worst['active'])} windows to new/rare {peer} "
                     f"within {self.long_window:.0f} s",
-                    f"<= {limit:,.0f} bytes to one new destination per {self.long_window:.0f} s",
+                    f"<= {limit:,.0f} bytes to one new destination per {self.long_window:.0f} s ({basis})",
                     ids,
                 )
             )
         dns = self._dns(frame)
         for _, r in dns.iterrows():
-            limit = self._limit(self.dns_limit_, str(r["entity"]), float(self.dns_min_unique))
+            limit, basis = self._limit(self.dns_limit_, str(r["entity"]), float(self.dns_min_unique), learned)
             odd = r["entropy"] >= self.dns_min_entropy or r["length"] >= self.dns_min_length
             if r["unique"] > limit and odd:
                 rows.append(
@@ -369,7 +381,7 @@ class ExfilMonitor:
                         limit,
                         f"{r['unique']} distinct subdomains of {r['domain']} (mean length {r['length']:.0f}, "
                         f"entropy {r['entropy']:.1f} bits/char)",
-                        f"<= {limit:.0f} distinct subdomains per domain and window",
+                        f"<= {limit:.0f} distinct subdomains per domain and window ({basis})",
                         list(r["ids"]),
                     )
                 )

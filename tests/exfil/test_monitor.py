@@ -107,6 +107,35 @@ def test_alerts_explain_findings(site: tuple[pd.DataFrame, pd.DataFrame, pd.Seri
     assert alerts[0].entity == truth["victim_address"]
 
 
+def _uploads(entity: str, peer: str, start: pd.Timestamp, hours: int, per_hour: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "event_id": [f"{entity}-{peer}-{start.value}-{h}" for h in range(hours)],
+            "ts": (start + pd.to_timedelta(range(hours), unit="h")).astype("datetime64[ns, UTC]"),
+            "entity": entity,
+            "peer": peer,
+            "kind": "flow",
+            "num.orig_bytes": per_hour,
+        }
+    )
+
+
+def test_each_finding_says_which_limit_applied() -> None:
+    day = pd.Timestamp("2026-03-04", tz="UTC")
+    before, later = day - pd.Timedelta("2D"), day + pd.Timedelta("3h")
+    train = pd.concat([_uploads(e, "203.0.113.1", before, 48, b) for e, b in (("busy", 20e6), ("quiet", 1e3))])
+    sent = (("busy", 300e6), ("quiet", 2e6), ("stranger", 2e6))
+    test = pd.concat([_uploads(e, "198.51.100.9", later, 1, b) for e, b in sent], ignore_index=True)
+
+    found = ExfilMonitor().fit(train).check(test).set_index("entity")
+
+    assert found.loc["busy", "typical"] == "<= 200,000,000 bytes per window (10 x the device's p99)"
+    assert found.loc["quiet", "typical"].endswith("(the floor; 10 x the device's p99 is lower)")
+    assert found.loc["stranger", "typical"] == (
+        "<= 1,000,000 bytes per window (the floor for a device not seen in training)"
+    )
+
+
 def test_bad_parameters_and_inputs_fail_loudly() -> None:
     with pytest.raises(InvalidParameterError, match="long_window"):
         ExfilMonitor(window=3600, long_window=3600)
