@@ -13,6 +13,8 @@ takeover check. Saved as JSON + npz, never as pickles.
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -200,22 +202,81 @@ class DeviceClassifier:
 
     @classmethod
     def load(cls, path: str | Path) -> DeviceClassifier:
-        """Read a model written by :meth:`save` (no code is executed: JSON and plain arrays)."""
+        """Read a model written by :meth:`save` (no code is executed: JSON and plain arrays).
+
+        Raises
+        ------
+        SchemaError
+            Naming the file and the problem: missing, empty, not JSON / not an npz archive,
+            another kind of model, a missing key or array, arrays of the wrong shape.
+        """
         p = Path(path).with_suffix("")
+        meta_file, arrays_file = p.with_suffix(".json"), p.with_suffix(".npz")
         try:
-            meta = json.loads(p.with_suffix(".json").read_text())
-            arrays = np.load(p.with_suffix(".npz"), allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise SchemaError(f"{p}.json/.npz: cannot read device classifier: {exc}") from None
-        if meta.get("format") != _FORMAT:
-            raise SchemaError(f"{p}.json: not a device classifier (format {meta.get('format')!r})")
-        clf = cls(**meta["params"])
-        clf.classes_ = [str(c) for c in meta["classes"]]
-        clf.features_ = [str(f) for f in meta["features"]]
-        clf.ports_ = {str(k): [int(x) for x in v] for k, v in meta.get("ports", {}).items()}
+            meta = json.loads(meta_file.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise SchemaError(f"{meta_file}: cannot read device classifier: {exc}") from None
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise SchemaError(f"{meta_file}: not a device classifier (format {found!r})")
+        try:
+            clf = cls(**meta["params"])
+            clf.classes_ = [str(c) for c in meta["classes"]]
+            clf.features_ = [str(f) for f in meta["features"]]
+            clf.ports_ = {str(k): [int(x) for x in v] for k, v in meta.get("ports", {}).items()}
+        except KeyError as exc:
+            raise SchemaError(f"{meta_file}: device classifier lacks the key {exc}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise SchemaError(f"{meta_file}: bad device classifier metadata: {exc}") from None
+        arrays = _read_arrays(arrays_file)
         clf.mean_, clf.scale_, clf.train_ = arrays["mean"], arrays["scale"], arrays["train"]
         clf.codes_, clf.radius_, clf.typical_ = arrays["codes"], arrays["radius"], arrays["typical"]
+        _check_shapes(clf, arrays_file)
         return clf
+
+
+_ARRAYS = ("mean", "scale", "train", "codes", "radius", "typical")
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The model's arrays from its npz file; SchemaErrors naming the file when it is unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise SchemaError(f"{path}: cannot read device classifier: {exc}") from None
+    if not head:
+        raise SchemaError(f"{path}: cannot read device classifier: the file is empty")
+    if head != b"PK\x03\x04":
+        raise SchemaError(f"{path}: cannot read device classifier: not an npz archive (starts with {head!r})")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [n for n in _ARRAYS if n not in npz.files]
+            if missing:
+                raise SchemaError(f"{path}: device classifier lacks the array(s) {missing}")
+            return {name: np.asarray(npz[name]) for name in _ARRAYS}
+    except (EOFError, OSError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        raise SchemaError(f"{path}: cannot read device classifier: corrupt npz archive ({exc})") from None
+
+
+def _check_shapes(clf: DeviceClassifier, path: Path) -> None:
+    n_classes, n_features = len(clf.classes_), len(clf.features_)
+    n_train = clf.train_.shape[0] if clf.train_.ndim else 0
+    expected = {
+        "mean": (n_features,),
+        "scale": (n_features,),
+        "train": (n_train, n_features),
+        "codes": (n_train,),
+        "radius": (n_classes,),
+        "typical": (n_classes, n_features),
+    }
+    for name, shape in expected.items():
+        got = getattr(clf, f"{name}_").shape
+        if got != shape:
+            raise SchemaError(f"{path}: array '{name}' has shape {got}, expected {shape}")
+    codes = clf.codes_
+    if not np.issubdtype(codes.dtype, np.integer) or (codes.size and (codes.min() < 0 or codes.max() >= n_classes)):
+        raise SchemaError(f"{path}: array 'codes' must hold type numbers 0..{n_classes - 1}")
 
 
 def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:

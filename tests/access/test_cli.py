@@ -124,3 +124,18 @@ def test_devices_train_with_dns_names_keeps_them_in_the_model(tmp_path: Path) ->
 def test_device_type_strips_the_number() -> None:
     assert device_type("blink-cam-01") == "blink-cam"
     assert device_type("hue") == "hue"
+
+
+def test_devices_list_with_an_empty_model_file_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    cam = _capture(tmp_path, "cam.pcap", "192.168.1.10", 443, 900, 0.0)
+    (tmp_path / "fp.json").write_text(
+        '{"format": "misuse.fingerprint.knn/1", "params": {}, "classes": [], "features": []}'
+    )
+    (tmp_path / "fp.npz").write_bytes(b"")
+
+    result = runner.invoke(app, ["devices", "list", str(cam), "--model", str(tmp_path / "fp")])
+
+    assert result.exit_code == 3
+    assert result.output.strip().splitlines() == [
+        f"error: {tmp_path / 'fp.npz'}: cannot read device classifier: the file is empty"
+    ]

@@ -126,3 +126,62 @@ def test_on_demand_hubs_are_told_apart_on_later_days(shared_data: Path) -> None:
 
     assert len(test) > 50
     assert accuracy > 0.9  # two hubs with different clouds and protocols; chance is 0.5
+
+
+def _broken_npz(kind: str, good: Path, bad: Path) -> None:
+    """Write ``bad`` as a broken copy of the saved model arrays ``good``."""
+    data = good.read_bytes()
+    if kind == "empty":
+        bad.write_bytes(b"")
+    elif kind == "garbled":
+        bad.write_bytes(b"\x93NUMPY garbage, not a zip of arrays")
+    elif kind == "truncated":
+        bad.write_bytes(data[: len(data) // 2])
+    elif kind == "bad zip":
+        bad.write_bytes(b"PK\x03\x04" + b"\x00" * 200)
+    else:
+        arrays = dict(np.load(good))
+        if kind == "missing key":
+            del arrays["radius"]
+        else:  # wrong shape
+            arrays["train"] = arrays["train"][:, :1]
+        np.savez(bad, **arrays)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("empty", "the file is empty"),
+        ("garbled", "not an npz archive"),
+        ("truncated", "corrupt npz archive"),
+        ("bad zip", "corrupt npz archive"),
+        ("missing key", r"lacks the array\(s\) \['radius'\]"),
+        ("wrong shape", "array 'train' has shape"),
+    ],
+)
+def test_load_names_the_file_and_problem_of_a_broken_model(tmp_path: Path, kind: str, message: str) -> None:
+    train = synthetic_windows(seed=1)
+    DeviceClassifier().fit(train, train["type"]).save(tmp_path / "good")
+    (tmp_path / "bad.json").write_text((tmp_path / "good.json").read_text())
+    _broken_npz(kind, tmp_path / "good.npz", tmp_path / "bad.npz")
+
+    with pytest.raises(SchemaError, match=message) as err:
+        DeviceClassifier.load(tmp_path / "bad")
+
+    assert str(tmp_path / "bad.npz") in str(err.value)
+
+
+def test_load_names_a_missing_or_broken_metadata_file(tmp_path: Path) -> None:
+    train = synthetic_windows(seed=1)
+    DeviceClassifier().fit(train, train["type"]).save(tmp_path / "m")
+    meta = (tmp_path / "m.json").read_text()
+
+    (tmp_path / "m.json").write_text("{not json")
+    with pytest.raises(SchemaError, match=r"m\.json: cannot read"):
+        DeviceClassifier.load(tmp_path / "m")
+    (tmp_path / "m.json").write_text(meta.replace('"classes"', '"kinds"'))
+    with pytest.raises(SchemaError, match=r"m\.json: device classifier lacks the key 'classes'"):
+        DeviceClassifier.load(tmp_path / "m")
+    (tmp_path / "m.json").unlink()
+    with pytest.raises(SchemaError, match=r"m\.json"):
+        DeviceClassifier.load(tmp_path / "m")
