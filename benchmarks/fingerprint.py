@@ -19,11 +19,12 @@ Datasets (read-only, ../shared/data or MISUSE_DATA_DIR):
    positives, and the same windows with only their benign-labelled flows stand for the clean
    device (an approximation: the real clean device was not captured).
 
-Run: .venv/bin/python benchmarks/fingerprint.py   (single-threaded, about a minute)
+Run: .venv/bin/python benchmarks/fingerprint.py [--parts ...]   (single-threaded, about a minute)
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from pathlib import Path
@@ -208,23 +209,47 @@ def report_takeover(window: float = 600.0) -> None:
         print(f"example: {a.summary}\n  {a.contributions[:3]}")
 
 
-def main() -> None:
+PARTS = ("identify", "dns", "flows", "spoofing", "takeover")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n", 1)[1] + f"\nData folder: {DATA} (set MISUSE_DATA_DIR to change it).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="which figures to compute (default: all; spoofing needs the identify model, so it runs it too)",
+    )
+    args = ap.parse_args(argv)
+    parts = set(args.parts)
     start = time.time()
     print(f"data: {DATA}  seed: {SEED}")
-    f = on_demand_windows()
-    train, test = _split_on_demand(f)
-    clf = report_identification(
-        "iot-on-demand pcaps + IoT-23 4-1 pcap, 1 h windows, train <= 03-11 / test >= 03-12", train, test
-    )
-    with_dns = on_demand_windows(groups=(*GROUPS, "dns"))
-    report_identification(
-        "the same with the names the devices look up (feature group 'dns', opt-in)", *_split_on_demand(with_dns)
-    )
-    flows = iot23_windows()
-    ftr, fte = _time_split(flows)
-    report_identification("IoT-23 flows (4-1, 5-1, 7-1, 34-1 benign), 10 min windows, first 60% / last 40%", ftr, fte)
-    report_spoofing(clf, train, test)
-    report_takeover()
+    if parts & {"identify", "spoofing"}:
+        f = on_demand_windows()
+        train, test = _split_on_demand(f)
+        clf = report_identification(
+            "iot-on-demand pcaps + IoT-23 4-1 pcap, 1 h windows, train <= 03-11 / test >= 03-12", train, test
+        )
+    if "dns" in parts:
+        with_dns = on_demand_windows(groups=(*GROUPS, "dns"))
+        report_identification(
+            "the same with the names the devices look up (feature group 'dns', opt-in)", *_split_on_demand(with_dns)
+        )
+    if "flows" in parts:
+        flows = iot23_windows()
+        ftr, fte = _time_split(flows)
+        report_identification(
+            "IoT-23 flows (4-1, 5-1, 7-1, 34-1 benign), 10 min windows, first 60% / last 40%", ftr, fte
+        )
+    if "spoofing" in parts:
+        report_spoofing(clf, train, test)
+    if "takeover" in parts:
+        report_takeover()
     print(f"\ntotal {time.time() - start:.1f}s")
 
 
