@@ -71,6 +71,13 @@ def _local(peers: pd.Series, networks: tuple[str, ...]) -> np.ndarray:
     return np.fromiter((is_local(str(p)) for p in peers), dtype=bool, count=len(peers))
 
 
+def _window_index(ts: pd.Series, window: float) -> pd.Series:
+    """The window number of each time stamp: whole seconds since the epoch // ``window``, whatever
+    the column's resolution (pandas 3 builds ``datetime64[us]`` columns from Timestamps)."""
+    seconds = pd.to_datetime(ts, utc=True).dt.as_unit("ns").astype("int64") // 10**9
+    return (seconds // int(window)).astype(int)
+
+
 def base_domain(name: str) -> str:
     """The registered-looking part of a DNS name: its last two labels (three under a short ccTLD SLD).
 
@@ -175,7 +182,7 @@ class ExfilMonitor:
         if "num.orig_bytes" not in flows or flows.empty:
             return pd.DataFrame(columns=["entity", "peer", "win", "bytes", "ids"])
         flows = flows[~_local(flows["peer"], self.local_networks)]
-        win = (pd.to_datetime(flows["ts"], utc=True).astype("int64") // 10**9 // int(self.window)).astype(int)
+        win = _window_index(flows["ts"], self.window)
         ids = flows["event_id"].astype(str) if "event_id" in flows else flows.index.astype(str)
         agg = (
             pd.DataFrame(
@@ -203,7 +210,7 @@ class ExfilMonitor:
         names = q["cat.query"].astype(str).str.lower().str.rstrip(".")
         domain = names.map(base_domain)
         sub = pd.Series([n[: -len(d)].rstrip(".") for n, d in zip(names, domain, strict=True)], index=q.index)
-        win = (pd.to_datetime(q["ts"], utc=True).astype("int64") // 10**9 // int(self.window)).astype(int)
+        win = _window_index(q["ts"], self.window)
         ids = q["event_id"].astype(str) if "event_id" in q else q.index.astype(str)
         d = pd.DataFrame({"entity": q["entity"].astype(str), "win": win, "domain": domain, "sub": sub, "ids": ids})
         d = d[d["sub"] != ""]

@@ -111,7 +111,7 @@ def _uploads(entity: str, peer: str, start: pd.Timestamp, hours: int, per_hour: 
     return pd.DataFrame(
         {
             "event_id": [f"{entity}-{peer}-{start.value}-{h}" for h in range(hours)],
-            "ts": (start + pd.to_timedelta(range(hours), unit="h")).astype("datetime64[ns, UTC]"),
+            "ts": start + pd.to_timedelta(range(hours), unit="h"),
             "entity": entity,
             "peer": peer,
             "kind": "flow",
@@ -134,6 +134,19 @@ def test_each_finding_says_which_limit_applied() -> None:
     assert found.loc["stranger", "typical"] == (
         "<= 1,000,000 bytes per window (the floor for a device not seen in training)"
     )
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_windows_do_not_depend_on_the_time_resolution(unit: str) -> None:
+    day = pd.Timestamp("2026-03-04", tz="UTC")
+    train = _uploads("cam", "203.0.113.1", day - pd.Timedelta("2D"), 48, 20e6)
+    test = _uploads("cam", "198.51.100.9", day, 3, 300e6)
+    as_unit = {"ts": lambda f: f["ts"].dt.as_unit(unit)}
+
+    found = ExfilMonitor().fit(train.assign(**as_unit)).check(test.assign(**as_unit))
+
+    assert found["window_start"].tolist() == [day + pd.Timedelta(hours=h) for h in range(3)]
+    assert found["limit"].tolist() == [200e6] * 3
 
 
 def test_bad_parameters_and_inputs_fail_loudly() -> None:
