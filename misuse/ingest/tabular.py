@@ -26,9 +26,13 @@ from::
     exclude: [label]              # columns never turned into attributes
 
 A ``row_index`` time is synthetic: it orders the rows and nothing more. Rows whose time does not
-parse, whose field count is wrong or whose listed numeric column holds a non-number go to the
-dead letters with their file line; numeric columns found by ``numeric`` are detected on the
-first batch, and a later non-number in them becomes NaN.
+parse or whose field count is wrong go to the dead letters with their file line.
+
+A column's type is fixed once per file and never changed by a stray value. A column listed under
+``num`` is numeric; with ``num: numeric``, a free column is numeric when at least
+:data:`NUMERIC_SHARE` of its values in the first batch are numbers. Either way, a row whose numeric
+column holds a non-number (in any batch) is a bad record: it goes to the dead letters with its
+file line, the column and the value. An empty cell or ``nan`` is a missing value, not a bad one.
 """
 
 from __future__ import annotations
@@ -63,6 +67,9 @@ _TOP_KEYS = frozenset(
 _VALUE_KEYS = frozenset({"column", "constant", "template", "map", "lower", "default"})
 _TS_KEYS = frozenset({"column", "format", "time_column", "time_format", "timezone", "epoch", "row_index", "base"})
 _EPOCH_UNITS = ("s", "ms", "us", "ns")
+#: with ``num: numeric``, the least share of a column's first-batch values that must be numbers for
+#: the column to be numeric (the others are bad records); below it the column is categorical
+NUMERIC_SHARE = 0.99
 
 
 @dataclass(frozen=True)
@@ -484,7 +491,8 @@ class _Mapper:
         self.first_line = 2 if mapping.header and not jsonl else 1
         self.num: list[str] | None = None
         self.cat: list[str] = []
-        self.strict: set[str] = set()
+        #: numeric column -> why it is numeric (ends the dead-letter reason of a non-number in it)
+        self.why: dict[str, str] = {}
 
     def _specs(self) -> list[tuple[str, ValueSpec]]:
         m = self.m
@@ -513,12 +521,15 @@ class _Mapper:
         used |= set(m.exclude)
         free = [c for c in columns if c not in used]
         if isinstance(m.num, tuple):
-            self.num = list(m.num)
-            self.strict = set(m.num)
+            self.why = dict.fromkeys(m.num, f"listed under 'num' in mapping {m.name}")
         else:
             listed_cat = set(m.cat) if isinstance(m.cat, tuple) else set()
-            self.num = [c for c in free if c not in listed_cat and _is_numeric(raw[c])]
-        self.cat = list(m.cat) if isinstance(m.cat, tuple) else [c for c in free if c not in self.num]
+            for col in (c for c in free if c not in listed_cat):
+                numbers, present = _numeric_count(raw[col])
+                if present and numbers >= NUMERIC_SHARE * present:
+                    self.why[col] = f"numeric: {numbers:,} of the first {present:,} values are numbers"
+        self.num = list(self.why)
+        self.cat = list(m.cat) if isinstance(m.cat, tuple) else [c for c in free if c not in self.why]
 
     def frame(self, raw: pd.DataFrame, lines: np.ndarray, dead: DeadLetter) -> pd.DataFrame:
         cleaned = {}
@@ -546,12 +557,13 @@ class _Mapper:
         out.setdefault("event_id", out["source"])
         out.setdefault("label", None)
         for col in self.num or []:
-            values = _to_float(_column(raw, col))
-            if col in self.strict:
-                wrong = np.isnan(values) & _column(raw, col).notna().to_numpy() & keep
-                for i in np.flatnonzero(wrong):
-                    dead.add(str(self.path), int(lines[i]), f"column '{col}' is not a number: {raw[col].iat[i]!r}", "")
-                keep &= ~wrong
+            text = _column(raw, col)
+            values = _to_float(text)
+            wrong = _not_numbers(text, values) & keep
+            for i in np.flatnonzero(wrong):
+                reason = f"column '{col}' is not a number: {text.iat[i]!r} ({self.why[col]})"
+                dead.add(str(self.path), int(lines[i]), reason, "")
+            keep &= ~wrong
             out["num." + col] = values
         for col in self.cat:
             out["cat." + col] = _column(raw, col).to_numpy(dtype=object)
@@ -658,6 +670,23 @@ def _to_float(values: pd.Series) -> np.ndarray:
         return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
 
 
-def _is_numeric(values: pd.Series) -> bool:
-    present = values.notna().to_numpy()
-    return bool(present.any()) and not np.isnan(_to_float(values)[present]).any()
+def _not_numbers(text: pd.Series, values: np.ndarray) -> np.ndarray:
+    """Where a column of strings holds something other than a number or a missing value.
+
+    ``values`` is ``_to_float(text)``; an empty cell and ``nan`` count as missing.
+    """
+    wrong = np.isnan(values) & text.notna().to_numpy()
+    if wrong.any():
+        spelled = text[wrong].str.lower().str.lstrip("+-") == "nan"
+        wrong[np.flatnonzero(wrong)[spelled.to_numpy()]] = False
+    return wrong
+
+
+def _numeric_count(text: pd.Series) -> tuple[int, int]:
+    """How many values of a column of strings are numbers, and how many are present at all.
+
+    >>> _numeric_count(pd.Series(["1", "2.5", "abc", None, "nan"]))
+    (3, 4)
+    """
+    present = int(text.notna().sum())
+    return present - int(_not_numbers(text, _to_float(text)).sum()), present
