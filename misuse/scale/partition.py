@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from misuse.errors import InvalidParameterError, SchemaError
+from misuse.errors import InvalidParameterError, ParseError, SchemaError
 from misuse.events import BASE_COLUMNS, NUM_PREFIX
 
 META_FILE = "_dataset.json"
@@ -158,13 +158,21 @@ def read_partition(folder: Path, columns: list[str], *, sort: bool = True) -> pd
 
     Parts are read in file-name order (the order they were written); missing ``num.`` columns
     come back as float NaN and other missing columns as None.
+
+    Raises
+    ------
+    ParseError
+        Naming the part file, when it is not a readable Parquet file (truncated, overwritten, gone).
     """
     files = sorted(folder.glob("part-*.parquet"))
     if not files:
         raise SchemaError(f"{folder}: partition has no part-*.parquet files")
     frames = []
     for f in files:
-        frame = pq.read_table(f).to_pandas()
+        try:
+            frame = pq.read_table(f).to_pandas()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ParseError(f"not a readable Parquet part ({' '.join(str(exc).split())})", source=str(f)) from None
         for c in columns:
             if c not in frame.columns:
                 frame[c] = np.nan if c.startswith(NUM_PREFIX) else pd.Series([None] * len(frame), dtype=object)

@@ -101,3 +101,18 @@ def test_cluster_without_a_partitioned_dataset_is_a_usage_error(tmp_path: Path) 
 
     assert result.exit_code == 3
     assert "--partitioned" in result.output
+
+
+def test_a_corrupt_partition_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    project = ["--project", str(tmp_path / "proj")]
+    history = _jsonl(tmp_path / "history.jsonl", site_rows(42, entities=3, per_entity=100))
+    parts = tmp_path / "ph"
+    _ok(["scale", "ingest", str(history), "--partitioned", str(parts), "--buckets", "2", "--json", *project])
+    broken = sorted(parts.glob("bucket=*/part-*.parquet"))[-1]
+    broken.write_bytes(b"garbage, not parquet")
+
+    result = runner.invoke(app, ["scale", "train", "--partitioned", str(parts), "--window", "600", *project])
+
+    assert result.exit_code == 3
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: {broken}: not a readable Parquet part (")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from misuse.errors import InvalidParameterError, SchemaError
+from misuse.errors import InvalidParameterError, ParseError, SchemaError
 from misuse.events import events_to_frame
 from misuse.pipeline import detect, train
 from misuse.scale import PartitionedDataset, entity_buckets, parse_cluster, write_partitioned
@@ -141,3 +142,16 @@ def test_partition_by_partition_without_a_cluster_is_the_same_too(tmp_path: Path
     scores_scaled = scaled.detector.score_many(scaled.features(history.read_all())[scaled.detector.features_])
     assert np.array_equal(scores_single, scores_scaled)
     assert scaled.info["partitions"] == len(history.parts)
+
+
+@pytest.mark.parametrize("damage", [b"", b"PAR1 not really parquet", None])
+def test_a_damaged_part_file_is_a_parse_error_naming_it(tmp_path: Path, damage: bytes | None) -> None:
+    ds = _write(_site(4, entities=3, per_entity=20), tmp_path / "parts", buckets=1)
+    part = next(ds.partition_paths()[0].glob("part-*.parquet"))
+    if damage is None:
+        part.write_bytes(part.read_bytes()[:-40])  # truncated: the footer is gone
+    else:
+        part.write_bytes(damage)
+
+    with pytest.raises(ParseError, match=rf"^{re.escape(str(part))}: not a readable Parquet part \(.+\)$"):
+        ds.read_all()
