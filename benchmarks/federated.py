@@ -14,7 +14,7 @@ the Flower apps use; ``tests/federated/test_flower_e2e.py`` covers the real mult
    period, never on the test half. ROC-AUC of each site's local-only model, of the federated model
    (FedAvg) and of a centralised model (same code, pooled training windows); then with one site
    sending poisoned updates (``global - 10 x update``), FedAvg vs coordinate median; then with update
-   clipping and Gaussian noise (epsilon stated).
+   clipping and Gaussian noise (epsilon stated for sensitivity 2 x clip norm: one site's data replaced).
 2. SEA users grouped into sites (5 sites x 10 users; :class:`ActionNB`): each user's profile is
    local; the population model is local-only (the site's 10 users), federated (FedAvg of the sites'
    frequencies) or centralised (all 50 users). Standard SEA protocol: first 5,000 commands train,

@@ -152,7 +152,8 @@ def run_server(
             "noise_multiplier": noise,
             "delta": 1e-5,
             "epsilon": gaussian_epsilon(noise, rounds, 1e-5) if clip > 0 and noise > 0 else None,
-            "unit": "one site's whole update per round (local DP at the site, no sampling amplification)",
+            "unit": "one site's whole data, over all rounds (local DP at the site, no sampling amplification)",
+            "neighbours": "the site's data replaced by any other: L2 sensitivity 2 x clip_norm per update",
         },
     }
     final = strategy.final if strategy.final is not None else initial

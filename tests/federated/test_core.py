@@ -87,6 +87,27 @@ def test_clipping_bounds_the_update_and_noise_has_the_stated_scale() -> None:
         clip_and_noise(new, old, clip_norm=None, noise_multiplier=1.0)
 
 
+def test_two_clipped_updates_differ_by_up_to_twice_the_clip_norm() -> None:
+    old = [np.zeros(3)]
+
+    a = clip_and_noise([np.array([5.0, 0.0, 0.0])], old, clip_norm=1.0)  # one site's data ...
+    b = clip_and_noise([np.array([-7.0, 0.0, 0.0])], old, clip_norm=1.0)  # ... replaced by other data
+
+    assert update_norm(a, b) == pytest.approx(2.0)  # the sensitivity the accounting must use: 2 C
+
+
+def test_epsilon_matches_hand_computed_values_for_sensitivity_two_clip_norms() -> None:
+    # Gaussian noise z C on sensitivity 2 C: RDP(a) = rounds a (2C)^2 / (2 z^2 C^2) = c a, c = 2 rounds / z^2;
+    # min_a c a + ln(1/delta) / (a - 1) = c + 2 sqrt(c ln(1/delta)); ln(1e5) = 11.512925
+    # z = 2, 1 round: c = 0.5, 0.5 + 2 sqrt(5.756463) = 0.5 + 2 x 2.399263 = 5.298526
+    assert gaussian_epsilon(2.0, 1, 1e-5) == pytest.approx(5.298526, abs=1e-5)
+    # z = 1, 20 rounds (docs/federated.md): c = 40, 40 + 2 sqrt(460.517019) = 40 + 2 x 21.459660 = 82.919320
+    assert gaussian_epsilon(1.0, 20, 1e-5) == pytest.approx(82.919320, abs=1e-5)
+    # the closed form is the minimum over orders a of the RDP conversion
+    a = np.linspace(1.0001, 50, 200_000)
+    assert gaussian_epsilon(1.0, 20, 1e-5) == pytest.approx(float((40 * a + math.log(1e5) / (a - 1)).min()), rel=1e-6)
+
+
 def test_epsilon_grows_with_rounds_and_shrinks_with_noise() -> None:
     e1 = gaussian_epsilon(1.0, 5)
     assert gaussian_epsilon(1.0, 20) > e1 > gaussian_epsilon(4.0, 5)
