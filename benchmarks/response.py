@@ -16,7 +16,8 @@ total cost (stated costs of :class:`misuse.response.env.Costs`), attack windows 
 alerted / missed, false alarms and benign windows disrupted, for the bandit (mean and range over
 the exploration seeds), the static threshold policy (alert at fused risk 0.5), the same policy
 with its threshold and action (alert, rate-limit or quarantine) tuned for lowest cost on the
-training streams, and the rulebook.
+training streams, and the rulebook with its rungs at the P90 / P95 / P99 quantiles of the training
+streams' fused risk (``RulebookPolicy.from_replays``).
 
 Usage::
 
@@ -33,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from misuse.response.env import ACTIONS, Costs, ResponseEnv
-from misuse.response.policy import BanditPolicy, RulebookPolicy, StaticThresholdPolicy, evaluate_policy
+from misuse.response.baselines import RulebookPolicy, StaticThresholdPolicy
+from misuse.response.env import Costs, ResponseEnv
+from misuse.response.policy import BanditPolicy, evaluate_policy
 from misuse.response.replay import SOURCES, Replay, streams
 
 
@@ -84,14 +86,13 @@ def main() -> None:
         print(f"seed {seed}: trained in {time.time() - t1:.0f}s; decisions learned per action {pol.n_.tolist()}")
     t1 = time.time()
     tuned = StaticThresholdPolicy.tuned(train)
-    print(
-        f"static threshold tuned on the training streams in {time.time() - t1:.0f}s: "
-        f"{ACTIONS[tuned.action]} at fused risk >= {tuned.threshold:.3f}"
-    )
+    book = RulebookPolicy.from_replays(train)
+    print(f"static threshold tuned on the training streams in {time.time() - t1:.0f}s: {tuned.describe()}")
+    print(f"rulebook on the training streams: {book.describe()}")
     baselines: dict[str, StaticThresholdPolicy | RulebookPolicy] = {
         "static-threshold": StaticThresholdPolicy(),
         "static-tuned": tuned,
-        "rulebook": RulebookPolicy(),
+        "rulebook": book,
     }
     for name, base in baselines.items():
         final[name] = [evaluate_policy(base.act, held)]

@@ -110,7 +110,8 @@ def evaluate(
 ) -> None:
     """Total cost and attacks contained on the held-out replays: the policy vs the fixed baselines."""
     with handled():
-        from misuse.response.policy import RulebookPolicy, StaticThresholdPolicy, evaluate_policy
+        from misuse.response.baselines import RulebookPolicy, StaticThresholdPolicy
+        from misuse.response.policy import evaluate_policy
 
         store = open_store(project)
         chosen, pol = _load(store, name)

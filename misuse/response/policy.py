@@ -1,4 +1,4 @@
-"""Response policies: a learned contextual bandit, and the two fixed baselines it is measured against.
+"""The learned response policy: a contextual bandit (the fixed baselines are in :mod:`.baselines`).
 
 Why a contextual bandit and not PPO/DQN: :class:`~misuse.response.env.ResponseEnv` charges each
 decision the whole cost it causes (a quarantine's effect over its hold is part of its reward),
@@ -34,85 +34,6 @@ from misuse.response.env import (
     ResponseEnv,
     run_episode,
 )
-
-_RISK = OBS_FEATURES.index("risk")
-_STREAK = OBS_FEATURES.index("streak")
-
-
-class StaticThresholdPolicy:
-    """Take one fixed action (alert by default) when the fused risk reaches a threshold; else ignore.
-
-    The default is the plain alerting rule: alert at the detector's threshold (fused risk 0.5),
-    never contain. :meth:`tuned` picks the threshold and action of lowest cost on training streams.
-    """
-
-    name = "static-threshold"
-
-    def __init__(self, threshold: float = 0.5, action: int = ALERT) -> None:
-        if not 0 <= action < len(ACTIONS):
-            raise InvalidParameterError(
-                f"The 'action' parameter of StaticThresholdPolicy must be in [0, {len(ACTIONS)}). "
-                f"Got {action!r} instead."
-            )
-        self.threshold = threshold
-        self.action = action
-
-    def act(self, obs: np.ndarray) -> int:
-        """``action`` at or above the threshold, else IGNORE."""
-        return self.action if obs[_RISK] >= self.threshold else IGNORE
-
-    @classmethod
-    def tuned(
-        cls,
-        replays: Sequence[Any],
-        costs: Costs | None = None,
-        actions: Sequence[int] = (ALERT, RATE_LIMIT, QUARANTINE),
-        steps: int = 20,
-        **env_kw: Any,
-    ) -> StaticThresholdPolicy:
-        """The (threshold, action) pair of lowest total cost on ``replays``.
-
-        Thresholds are the 0, 1/steps, ..., 1 quantiles of the replays' fused risk and the
-        detector's threshold 0.5, so the result is never worse there than the default. Pass
-        training streams only: tuning on the streams it is evaluated on would flatter it.
-        """
-        if not actions:
-            raise InvalidParameterError("StaticThresholdPolicy.tuned: no actions to choose from")
-        env = ResponseEnv(replays, costs, **env_kw)
-        risk = np.concatenate([r.frame["risk"].to_numpy(float) for r in replays])
-        grid = np.unique(np.append(np.quantile(risk, np.linspace(0.0, 1.0, steps + 1)), 0.5))
-        best = (np.inf, float(grid[0]), int(actions[0]))
-        for a in actions:
-            for th in grid:
-                pol = cls(float(th), a)
-                cost = sum(run_episode(env, pol.act, k).total_cost for k in range(len(replays)))
-                if cost < best[0]:
-                    best = (cost, float(th), int(a))
-        return cls(best[1], best[2])
-
-
-class RulebookPolicy:
-    """A fixed rulebook: the severity ladder of fused alerts plus a repeat-offender rule.
-
-    risk >= 0.95 quarantine; >= 0.8 rate-limit; >= 0.5 alert, escalated to quarantine when the
-    entity has been hot for ``streak`` windows in a row; else ignore.
-    """
-
-    name = "rulebook"
-
-    def __init__(self, streak: int = 3) -> None:
-        self.streak = streak
-
-    def act(self, obs: np.ndarray) -> int:
-        """The rule that matches first."""
-        risk = obs[_RISK]
-        if risk >= 0.95:
-            return QUARANTINE
-        if risk >= 0.8:
-            return RATE_LIMIT
-        if risk >= 0.5:
-            return QUARANTINE if obs[_STREAK] >= np.log1p(self.streak) else ALERT
-        return IGNORE
 
 
 @dataclass

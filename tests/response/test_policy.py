@@ -1,4 +1,4 @@
-"""The learned bandit policy and its baselines."""
+"""The learned bandit policy: training, acting, explaining, saving, updating."""
 
 from __future__ import annotations
 
@@ -9,15 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from misuse.errors import InvalidParameterError, NotFittedError, SchemaError
-from misuse.response.env import ACTIONS, ALERT, IGNORE, OBS_FEATURES, QUARANTINE, RATE_LIMIT, Costs, ResponseEnv
-from misuse.response.policy import (
-    BanditPolicy,
-    RulebookPolicy,
-    StaticThresholdPolicy,
-    evaluate_policy,
-    verdict_reward,
-)
+from misuse.errors import NotFittedError, SchemaError
+from misuse.response.baselines import RulebookPolicy, StaticThresholdPolicy
+from misuse.response.env import ACTIONS, OBS_FEATURES, QUARANTINE, Costs, ResponseEnv
+from misuse.response.policy import BanditPolicy, evaluate_policy, verdict_reward
 from misuse.response.replay import Replay
 
 
@@ -158,19 +153,6 @@ def test_explain_names_features_that_favour_the_choice(train_replays: list[Repla
     assert [c.weight for c in because] == sorted((c.weight for c in because), reverse=True)
 
 
-def test_baselines_follow_their_rules() -> None:
-    x = np.zeros(len(OBS_FEATURES))
-    risk = OBS_FEATURES.index("risk")
-    streak = OBS_FEATURES.index("streak")
-    x[risk] = 0.6
-    assert StaticThresholdPolicy().act(x) == ALERT
-    assert RulebookPolicy().act(x) == ALERT
-    x[streak] = np.log1p(3)
-    assert RulebookPolicy().act(x) == QUARANTINE
-    x[risk] = 0.2
-    assert StaticThresholdPolicy().act(x) == IGNORE == RulebookPolicy().act(x)
-
-
 @pytest.mark.parametrize("action", range(len(ACTIONS)))
 def test_verdict_rewards_follow_the_costs(action: int) -> None:
     c = Costs()
@@ -181,12 +163,3 @@ def test_verdict_rewards_follow_the_costs(action: int) -> None:
         assert (tp, fp) == (-c.missed_attack, 0.0)
     else:
         assert tp <= -c.analyst and fp <= -c.analyst
-
-
-def test_tuned_threshold_is_no_worse_than_the_default_on_its_training_replays(train_replays: list[Replay]) -> None:
-    tuned = StaticThresholdPolicy.tuned(train_replays, steps=10)
-
-    assert tuned.action in (ALERT, RATE_LIMIT, QUARANTINE)
-    assert _cost(tuned.act, train_replays) <= _cost(StaticThresholdPolicy().act, train_replays)
-    with pytest.raises(InvalidParameterError, match="'action' parameter"):
-        StaticThresholdPolicy(action=7)
