@@ -74,7 +74,7 @@ def server(
     """Run a Flower server that aggregates the sites' models for a number of rounds."""
     _require_flower()
     with handled():
-        from misuse.federated.aggregate import STRATEGIES
+        from misuse.federated.aggregate import STRATEGIES, check_trim
         from misuse.federated.data import WINDOW_FEATURES
         from misuse.federated.flower import run_server
         from misuse.federated.site import make_model
@@ -83,6 +83,11 @@ def server(
             raise InvalidParameterError(f"--strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
         if rounds < 1 or sites < 1:
             raise InvalidParameterError(f"--rounds and --sites must be >= 1; got {rounds} and {sites}")
+        if strategy == "trimmed":  # every round aggregates --sites sites: fail now, not after round 1
+            try:
+                check_trim(beta, sites)
+            except InvalidParameterError as exc:
+                raise InvalidParameterError(f"--strategy trimmed --beta {beta:g} --sites {sites}: {exc}") from None
         if noise > 0 and clip_norm <= 0:
             raise InvalidParameterError(f"--noise-multiplier {noise} needs --clip-norm > 0 (the update's sensitivity)")
         _quiet_flower()

@@ -57,13 +57,52 @@ def fedmedian(results: Sequence[tuple[Sequence[np.ndarray], int]]) -> Arrays:
     return [np.median(s, axis=0) for s in _stacked(results)]
 
 
-def trimmed_mean(results: Sequence[tuple[Sequence[np.ndarray], int]], beta: float = 0.2) -> Arrays:
-    """Coordinate-wise mean after removing ``floor(beta * sites)`` values at each end."""
+def check_trim(beta: float, sites: int) -> int:
+    """How many values :func:`trimmed_mean` cuts at each end for ``sites`` sites: ``floor(beta * sites)``.
+
+    Raises
+    ------
+    InvalidParameterError
+        When ``beta`` is outside [0, 0.5), or when ``beta > 0`` and it cuts nothing for this many
+        sites (the result would silently be the plain unweighted mean); the message says which
+        ``beta`` or how many sites would cut one value at each end.
+
+    Examples
+    --------
+    >>> check_trim(0.2, 5)
+    1
+    >>> check_trim(0.2, 3)
+    Traceback (most recent call last):
+    ...
+    misuse.errors.InvalidParameterError: trimmed mean with beta 0.2 over 3 site(s) trims nothing ...
+    """
     if not 0 <= beta < 0.5:
         raise InvalidParameterError(f"trimmed_mean beta must be in [0, 0.5); got {beta!r}")
+    k = math.floor(beta * sites)
+    if beta > 0 and k == 0:
+        enough = math.ceil(1 / beta)
+        while math.floor(beta * enough) == 0:  # guard against 1 / beta rounding down
+            enough += 1
+        need = f"at least {enough} sites"
+        if sites >= 3:  # with fewer, no beta below 0.5 cuts anything
+            need = f"beta >= {math.ceil(100 / sites) / 100:g} for {sites} sites, or {need}"
+        raise InvalidParameterError(
+            f"trimmed mean with beta {beta:g} over {sites} site(s) trims nothing "
+            f"(floor({beta:g} x {sites}) = 0): needs {need}"
+        )
+    return k
+
+
+def trimmed_mean(results: Sequence[tuple[Sequence[np.ndarray], int]], beta: float = 0.2) -> Arrays:
+    """Coordinate-wise mean after removing ``floor(beta * sites)`` values at each end.
+
+    ``beta`` 0 is the plain mean; any other ``beta`` must cut at least one value at each end
+    (:func:`check_trim`), so that asking for a robust rule never silently gives the mean.
+    """
+    stacked = _stacked(results)
+    k = check_trim(beta, len(results))
     out = []
-    for s in _stacked(results):
-        k = math.floor(beta * s.shape[0])
+    for s in stacked:
         srt = np.sort(s, axis=0)
         out.append(srt[k : s.shape[0] - k].mean(axis=0))
     return out

@@ -11,6 +11,7 @@ import pytest
 from misuse.errors import InvalidParameterError, SchemaError
 from misuse.federated.aggregate import (
     aggregate,
+    check_trim,
     clip_and_noise,
     fedavg,
     fedmedian,
@@ -63,6 +64,23 @@ def test_median_and_trimmed_mean_resist_one_absurd_site() -> None:
     assert avg.min() > 1e5
     assert np.all(np.abs(med - 1.0) < 0.2)
     assert np.all(np.abs(trim - 1.0) < 0.2)
+
+
+def test_trimmed_mean_refuses_a_beta_that_trims_nothing() -> None:
+    three = [([np.full(2, v)], 1) for v in (0.0, 1.0, 100.0)]
+
+    with pytest.raises(InvalidParameterError) as info:
+        trimmed_mean(three, beta=0.2)  # floor(0.2 x 3) = 0: it would be the plain mean, 33.7
+
+    assert str(info.value) == (
+        "trimmed mean with beta 0.2 over 3 site(s) trims nothing (floor(0.2 x 3) = 0): "
+        "needs beta >= 0.34 for 3 sites, or at least 5 sites"
+    )
+    np.testing.assert_array_equal(trimmed_mean(three, beta=0.34)[0], [1.0, 1.0])  # one cut at each end
+    np.testing.assert_array_equal(trimmed_mean(three, beta=0.0)[0], [101 / 3, 101 / 3])  # beta 0: the mean
+    with pytest.raises(InvalidParameterError, match=r"over 2 site\(s\) trims nothing .*needs at least 5 sites"):
+        aggregate("trimmed", three[:2], beta=0.2)
+    assert check_trim(0.25, 4) == check_trim(0.2, 5) == 1
 
 
 def test_aggregate_rejects_bad_input() -> None:

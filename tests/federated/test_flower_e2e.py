@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from misuse.cli.common import EXIT_INPUT
 from tests.conftest import REPO
 
 FED_PYTHON = REPO / ".venv-fed" / "bin" / "python"
@@ -161,3 +162,19 @@ def test_what_leaves_a_site_is_parameters_and_metrics_only(fed_python: Path, tmp
         for s in secrets:
             assert s.encode() not in raw and s not in m.read_text()
     assert len(sizes) == 1  # sites with 1 h and 2 h of data send the same number of bytes
+
+
+def _site(py: Path, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(py), "-m", "misuse", "federate", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_server_refuses_a_trimmed_mean_that_would_trim_nothing(fed_python: Path) -> None:
+    done = _site(fed_python, ["server", "--strategy", "trimmed", "--sites", "3", "--address", "127.0.0.1:1"])
+
+    assert done.returncode == EXIT_INPUT
+    assert done.stderr.strip() == (
+        "error: --strategy trimmed --beta 0.2 --sites 3: trimmed mean with beta 0.2 over 3 site(s) trims nothing "
+        "(floor(0.2 x 3) = 0): needs beta >= 0.34 for 3 sites, or at least 5 sites"
+    )
