@@ -155,3 +155,21 @@ def test_a_damaged_part_file_is_a_parse_error_naming_it(tmp_path: Path, damage: 
 
     with pytest.raises(ParseError, match=rf"^{re.escape(str(part))}: not a readable Parquet part \(.+\)$"):
         ds.read_all()
+
+
+def test_ecod_gives_the_single_process_threshold_scores_and_alerts(tmp_path: Path) -> None:
+    # ECOD scores each row against the training sample only (not against the batch), so partitioning
+    # cannot change its scores: docs/scale.md and misuse/scale/run.py once claimed the opposite
+    history = _write(_site(50, entities=8), tmp_path / "history", buckets=3)
+    today = _write(_site(51, entities=8, scan_entity="dev02"), tmp_path / "today", buckets=3)
+    settings = {"window": 300.0, "target_fpr": 0.02, "seed": 3, "detector": "ecod"}
+
+    single = train(history.read_all(), **settings)
+    single_alerts, single_scored = detect(single, today.read_all(), detector_name="window-ecod")
+    scaled = train_partitioned(history, **settings)
+    scaled_alerts, scaled_scored = detect_partitioned(scaled, today, detector_name="window-ecod")
+
+    assert scaled.threshold.threshold_ == single.threshold.threshold_
+    pd.testing.assert_frame_equal(scaled_scored, single_scored)
+    assert len(single_alerts) > 0
+    assert _alert_dicts(scaled_alerts) == _alert_dicts(single_alerts)
