@@ -14,7 +14,12 @@ Datasets (read-only, ../shared/data or MISUSE_DATA_DIR):
 3. Spoofing (iot-on-demand): each test window of device A is presented under A's address with
    the traffic of a device B of another type (every other device, same hour). Detection rate =
    share of such windows raising spoofing; false alarms = alerts of any kind on genuine test windows.
-4. Takeover (IoT-23 34-1): the Pi's fingerprint is enrolled from its benign-labelled flows of
+4. Open set (iot-on-demand + 4-1 Hue, same split as 1): each type in turn is left out of training;
+   its test devices should come out "unknown", the others keep their type. Also the gateway
+   192.168.1.1 (in every capture, a type never taught) over the test days, as `misuse devices list`
+   without a device table sees it. Shown for the old rule (closed-set vote >= 0.5 and median
+   distance <= 3 radii) and the open-set confidence (votes counted only within the type's cut-off).
+5. Takeover (IoT-23 34-1): the Pi's fingerprint is enrolled from its benign-labelled flows of
    the first 12 h; over the last 12 h, windows holding Mirai flows (C&C, DDoS, scan) are the
    positives, and the same windows with only their benign-labelled flows stand for the clean
    device (an approximation: the real clean device was not captured).
@@ -95,10 +100,71 @@ def report_identification(name: str, train: pd.DataFrame, test: pd.DataFrame) ->
     opened = (ident["type"] == ident["true"]).sum()
     print(
         f"device identification (mean window probability): {closed}/{len(ident)} correct; "
-        f"{opened}/{len(ident)} when a device farther than 3 radii from its type is called 'unknown'"
+        f"{opened}/{len(ident)} with the open-set rule (confidence within the type's cut-off >= 0.5, "
+        "median distance <= 3 radii, else 'unknown')"
     )
     print(ident.to_string(index=False))
     return clf
+
+
+def _old_rule(windows: pd.DataFrame, clf: DeviceClassifier) -> pd.Series:
+    """Per device, the type the closed-set rule gave: mean vote >= 0.5 and median distance <= 3 radii."""
+    proba = clf.predict_proba(windows)
+    out = {}
+    for device, p in proba.groupby(windows["device"].to_numpy()).mean().iterrows():
+        best = str(p.idxmax())
+        dist = float(np.median(clf.distance_to(windows[windows["device"].to_numpy() == device], best)))
+        out[str(device)] = best if p.max() >= 0.5 and dist <= 3.0 else "unknown"
+    return pd.Series(out)
+
+
+def gateway_windows(window: float = 3600.0) -> pd.DataFrame:
+    """Windows of the gateway 192.168.1.1 over every iot-on-demand capture (no device table)."""
+    parts = []
+    for pcap in sorted((DATA / "iot-on-demand/pcaps").glob("*.pcap")):
+        obs = capture_observations(pcap, None)
+        parts.append(obs[obs["device"] == "192.168.1.1"])
+    return window_features(pd.concat(parts, ignore_index=True), window)
+
+
+def report_open_set(train: pd.DataFrame, test: pd.DataFrame, gateway: pd.DataFrame) -> None:
+    print("\n== open set: each type left out of training in turn (iot-on-demand + 4-1, split as above)")
+    print("left out      devices  unknown (old rule / open set)  known devices right (old / open set)")
+    tot = np.zeros(4, dtype=int)
+    n_out = n_known = 0
+    for left in sorted(train["type"].unique()):
+        tr = train[train["type"] != left]
+        clf = DeviceClassifier(seed=SEED).fit(tr, tr["type"])
+        ident = identify(test, clf).set_index("device")
+        truth = ident.index.map(_type)
+        old = _old_rule(test, clf).reindex(ident.index)
+        out = truth == left
+        counts = [
+            int((old[out] == "unknown").sum()),
+            int((ident.loc[out, "type"] == "unknown").sum()),
+            int((old[~out] == truth[~out]).sum()),
+            int((ident.loc[~out, "type"] == truth[~out]).sum()),
+        ]
+        tot += counts
+        n_out += int(out.sum())
+        n_known += int((~out).sum())
+        shown = ", ".join(f"{d} {t} {c:.2f}" for d, t, c in ident.loc[out, ["type", "confidence"]].itertuples())
+        print(
+            f"{left:<13} {int(out.sum()):>7}  {counts[0]} / {counts[1]:<27} {counts[2]}/{int((~out).sum())} / "
+            f"{counts[3]}/{int((~out).sum())}   ({shown})"
+        )
+    print(
+        f"total: left-out devices called unknown {tot[0]}/{n_out} (old rule) -> {tot[1]}/{n_out} (open set); "
+        f"known devices right {tot[2]}/{n_known} -> {tot[3]}/{n_known}"
+    )
+    clf = DeviceClassifier(seed=SEED).fit(train, train["type"])
+    later = gateway[gateway["window_start"] >= pd.Timestamp("2021-03-12", tz="UTC").timestamp()]
+    g = identify(later, clf).iloc[0]
+    print(
+        f"gateway 192.168.1.1 ({g['windows']} test-day windows, a type never taught): old rule "
+        f"{_old_rule(later, clf).iloc[0]}; open set {g['type']} (confidence {g['confidence']:.3f}, "
+        f"inside {g['inside']:.3f}, nearest {g['nearest']} at {g['distance']:.2f} radii)"
+    )
 
 
 def iot23_windows(window: float = 600.0) -> pd.DataFrame:
@@ -209,7 +275,7 @@ def report_takeover(window: float = 600.0) -> None:
         print(f"example: {a.summary}\n  {a.contributions[:3]}")
 
 
-PARTS = ("identify", "dns", "flows", "spoofing", "takeover")
+PARTS = ("identify", "dns", "flows", "open-set", "spoofing", "takeover")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -223,13 +289,13 @@ def main(argv: list[str] | None = None) -> None:
         nargs="+",
         choices=PARTS,
         default=list(PARTS),
-        help="which figures to compute (default: all; spoofing needs the identify model, so it runs it too)",
+        help="which figures to compute (default: all; open-set and spoofing build on identify, so they run it too)",
     )
     args = ap.parse_args(argv)
     parts = set(args.parts)
     start = time.time()
     print(f"data: {DATA}  seed: {SEED}")
-    if parts & {"identify", "spoofing"}:
+    if parts & {"identify", "open-set", "spoofing"}:
         f = on_demand_windows()
         train, test = _split_on_demand(f)
         clf = report_identification(
@@ -246,6 +312,8 @@ def main(argv: list[str] | None = None) -> None:
         report_identification(
             "IoT-23 flows (4-1, 5-1, 7-1, 34-1 benign), 10 min windows, first 60% / last 40%", ftr, fte
         )
+    if "open-set" in parts:
+        report_open_set(train, test, gateway_windows())
     if "spoofing" in parts:
         report_spoofing(clf, train, test)
     if "takeover" in parts:

@@ -120,7 +120,14 @@ def list_devices(
     model: ModelOpt,
     devices: DevicesOpt = None,
     window: WindowOpt = 3600.0,
-    min_confidence: Annotated[float, typer.Option("--min-confidence", help="Below it the type is 'unknown'.")] = 0.5,
+    min_confidence: Annotated[
+        float,
+        typer.Option(
+            "--min-confidence",
+            help="Below it the type is 'unknown' (confidence: the vote for the nearest type, counted only "
+            "for windows within that type's calibrated cut-off).",
+        ),
+    ] = 0.5,
     max_distance: Annotated[
         float, typer.Option("--max-distance", help="Farther (in the type's radii) and the type is 'unknown'.")
     ] = 3.0,

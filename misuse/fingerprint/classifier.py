@@ -8,6 +8,14 @@ radius (the ``radius_quantile`` of leave-one-out nearest-neighbour distances wit
 says how far it is from anything seen for that type (> 1: farther than nearly all of its own
 windows). The service ports (below 49152) each type used in training are kept too, for the
 takeover check. Saved as JSON + npz, never as pickles.
+
+The vote alone is closed-set: a device of a type never taught still gets a confident vote for its
+nearest type. So each type also has an *open-set cut-off*, calibrated on held-out windows: the
+type's training windows are cut into ``5`` blocks in time order (by ``window_start``, else row
+order), each block is measured against the type's other blocks, and the ``open_quantile`` of those
+distances is the cut-off (by default 99 % of genuine windows of a later period stayed within it).
+:func:`identify` counts a window's vote for a type only when the window lies within that type's
+cut-off, so the confidence falls as a device's windows move away from everything seen for the type.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ _EPS = 1e-9
 _FORMAT = "misuse.fingerprint.knn/1"
 _DYNAMIC = 49152  # service ports below this are remembered per type
 _MAX_PORTS = 256
+_FOLDS = 5  # time blocks per type for the open-set calibration
 
 
 class DeviceClassifier:
@@ -41,6 +50,8 @@ class DeviceClassifier:
         Training windows kept per type (a seeded random subset when there are more).
     radius_quantile:
         Quantile of within-type nearest-neighbour distances that makes the type's radius.
+    open_quantile:
+        Quantile of held-out genuine windows' distances that makes the type's open-set cut-off.
     seed:
         Seed of the subset draw.
 
@@ -53,10 +64,18 @@ class DeviceClassifier:
     'lock'
     """
 
-    def __init__(self, k: int = 5, max_per_class: int = 2000, radius_quantile: float = 0.99, seed: int = 0) -> None:
+    def __init__(
+        self,
+        k: int = 5,
+        max_per_class: int = 2000,
+        radius_quantile: float = 0.99,
+        open_quantile: float = 0.99,
+        seed: int = 0,
+    ) -> None:
         self.k = k
         self.max_per_class = max_per_class
         self.radius_quantile = radius_quantile
+        self.open_quantile = open_quantile
         self.seed = seed
         if k < 1:
             raise InvalidParameterError(f"The 'k' parameter of DeviceClassifier must be >= 1. Got {k}.")
@@ -68,10 +87,18 @@ class DeviceClassifier:
             raise InvalidParameterError(
                 f"The 'radius_quantile' parameter of DeviceClassifier must be in (0, 1]. Got {radius_quantile}."
             )
+        if not 0.0 < open_quantile <= 1.0:
+            raise InvalidParameterError(
+                f"The 'open_quantile' parameter of DeviceClassifier must be in (0, 1]. Got {open_quantile}."
+            )
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: pd.DataFrame, y: Any) -> DeviceClassifier:
-        """Learn from window features ``X`` (``f.*`` columns) and their device types ``y``."""
+        """Learn from window features ``X`` (``f.*`` columns) and their device types ``y``.
+
+        With a ``window_start`` column the open-set calibration holds out blocks of time;
+        without one, blocks of rows in the given order.
+        """
         labels = np.asarray(list(y), dtype=object).astype(str)
         cols = feature_columns(X)
         if not cols:
@@ -103,6 +130,8 @@ class DeviceClassifier:
                 d = _dist(own, own)
                 np.fill_diagonal(d, np.inf)
                 self.radius_[i] = max(float(np.quantile(d.min(axis=1), self.radius_quantile)), _EPS)
+        starts = X["window_start"].to_numpy(dtype=np.float64)[keep] if "window_start" in X.columns else None
+        self.cutoff_ = self._calibrate(np.arange(len(keep), dtype=np.float64) if starts is None else starts)
         self.typical_ = np.array([np.median(raw[self.codes_ == i], axis=0) for i in range(len(classes))])
         self.ports_: dict[str, list[int]] = {c: [] for c in classes}
         if "ports" in X.columns:
@@ -112,6 +141,19 @@ class DeviceClassifier:
                     seen.update(int(x) for x in p if int(x) < _DYNAMIC)
                 self.ports_[c] = sorted(seen)[:_MAX_PORTS]
         return self
+
+    def _calibrate(self, order: np.ndarray) -> np.ndarray:
+        """Per type, the ``open_quantile`` of held-out distances: each of ``_FOLDS`` blocks (in
+        ``order``) of the type's training windows against the type's other blocks."""
+        cutoff = self.radius_.copy()  # a type with a single window: its radius
+        for i in range(len(self.classes_)):
+            own = np.flatnonzero(self.codes_ == i)
+            if own.size < 2:
+                continue
+            blocks = np.array_split(own[np.argsort(order[own], kind="stable")], min(_FOLDS, own.size))
+            held_out = [_dist(self.train_[b], self.train_[np.setdiff1d(own, b)]).min(axis=1) for b in blocks if b.size]
+            cutoff[i] = max(float(np.quantile(np.concatenate(held_out), self.open_quantile)), _EPS)
+        return cutoff
 
     def _check(self) -> None:
         if not hasattr(self, "train_"):
@@ -153,6 +195,15 @@ class DeviceClassifier:
         own = self.train_[self.codes_ == i]
         return _dist(self._z(X), own).min(axis=1) / self.radius_[i]  # type: ignore[no-any-return]
 
+    def open_cutoff(self, device_type: str) -> float:
+        """The type's open-set cut-off in its radii (see the module docstring): a window farther
+        than this from every training window of the type is not counted as one of its kind."""
+        self._check()
+        if device_type not in self.classes_:
+            raise InvalidParameterError(f"unknown device type {device_type!r}; known: {self.classes_}")
+        i = self.classes_.index(device_type)
+        return float(self.cutoff_[i] / self.radius_[i])
+
     def deviations(self, row: pd.DataFrame, device_type: str, top: int = 4) -> list[dict[str, Any]]:
         """The features of one window farthest from the type's typical values (typical vs actual)."""
         self._check()
@@ -181,6 +232,7 @@ class DeviceClassifier:
                 "k": self.k,
                 "max_per_class": self.max_per_class,
                 "radius_quantile": self.radius_quantile,
+                "open_quantile": self.open_quantile,
                 "seed": self.seed,
             },
             "classes": self.classes_,
@@ -197,12 +249,16 @@ class DeviceClassifier:
             codes=self.codes_,
             radius=self.radius_,
             typical=self.typical_,
+            cutoff=self.cutoff_,
         )
         return p.with_suffix(".json")
 
     @classmethod
     def load(cls, path: str | Path) -> DeviceClassifier:
         """Read a model written by :meth:`save` (no code is executed: JSON and plain arrays).
+
+        A model saved before the open-set calibration existed has no ``cutoff`` array; its
+        types' radii (leave-one-out, not held-out blocks) stand in for the cut-offs.
 
         Raises
         ------
@@ -231,11 +287,13 @@ class DeviceClassifier:
         arrays = _read_arrays(arrays_file)
         clf.mean_, clf.scale_, clf.train_ = arrays["mean"], arrays["scale"], arrays["train"]
         clf.codes_, clf.radius_, clf.typical_ = arrays["codes"], arrays["radius"], arrays["typical"]
+        clf.cutoff_ = arrays.get("cutoff", clf.radius_)
         _check_shapes(clf, arrays_file)
         return clf
 
 
 _ARRAYS = ("mean", "scale", "train", "codes", "radius", "typical")
+_OPTIONAL = ("cutoff",)  # absent from models saved before the open-set calibration
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -254,7 +312,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             missing = [n for n in _ARRAYS if n not in npz.files]
             if missing:
                 raise SchemaError(f"{path}: device classifier lacks the array(s) {missing}")
-            return {name: np.asarray(npz[name]) for name in _ARRAYS}
+            return {name: np.asarray(npz[name]) for name in (*_ARRAYS, *_OPTIONAL) if name in npz.files}
     except (EOFError, OSError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
         raise SchemaError(f"{path}: cannot read device classifier: corrupt npz archive ({exc})") from None
 
@@ -269,6 +327,7 @@ def _check_shapes(clf: DeviceClassifier, path: Path) -> None:
         "codes": (n_train,),
         "radius": (n_classes,),
         "typical": (n_classes, n_features),
+        "cutoff": (n_classes,),
     }
     for name, shape in expected.items():
         got = getattr(clf, f"{name}_").shape
@@ -287,38 +346,59 @@ def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def identify(
     windows: pd.DataFrame, clf: DeviceClassifier, *, min_confidence: float = 0.5, max_distance: float = 3.0
 ) -> pd.DataFrame:
-    """One identification per device: the type with the highest mean window probability.
+    """One identification per device: the type with the highest mean window probability, and how
+    sure that is when the device may be of a type the classifier was never taught.
 
     Returns
     -------
     pandas.DataFrame
-        ``device``, ``windows``, ``type`` ("unknown" when the confidence is under
-        ``min_confidence`` or the device's median distance to the type is over ``max_distance``
-        radii: a type the classifier was not taught), ``confidence`` (mean probability of the
-        nearest type over the device's windows), ``nearest`` (that type), ``runner_up`` and
-        ``distance`` (median distance to the nearest type, in its radii).
+        ``device``, ``windows``, ``type`` (the nearest type, or "unknown" when the confidence is
+        under ``min_confidence`` or the device's median distance to the type is over
+        ``max_distance`` radii), ``confidence`` (the mean over the device's windows of the
+        nearest type's probability, counted only for windows within the type's open-set cut-off,
+        :meth:`DeviceClassifier.open_cutoff`), ``inside`` (the share of the device's windows
+        within that cut-off), ``nearest`` (the type with the highest mean probability),
+        ``runner_up`` and ``distance`` (median distance to the nearest type, in its radii).
+
+    Examples
+    --------
+    A type left out of training is not given to its nearest known type:
+
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame({"f.a": np.r_[rng.normal(0, 1, 40), rng.normal(8, 1, 40)]})
+    >>> clf = DeviceClassifier().fit(X, ["cam"] * 40 + ["lock"] * 40)
+    >>> w = pd.DataFrame({"device": ["a"] * 5 + ["b"] * 5, "f.a": [0.1, 0.5, -0.2, 0.3, 0.0] + [13.0] * 5})
+    >>> ident = identify(w, clf)
+    >>> ident[["device", "type", "nearest"]].values.tolist()
+    [['a', 'cam', 'cam'], ['b', 'unknown', 'lock']]
+    >>> ident["confidence"].tolist()
+    [1.0, 0.0]
     """
-    cols = ["device", "windows", "type", "confidence", "nearest", "runner_up", "distance"]
+    cols = ["device", "windows", "type", "confidence", "inside", "nearest", "runner_up", "distance"]
     if windows.empty:
         return pd.DataFrame(columns=cols)
     proba = clf.predict_proba(windows)
-    mean = proba.groupby(windows["device"].to_numpy()).mean()
+    devices = windows["device"].to_numpy()
+    mean = proba.groupby(devices).mean()
     rows = []
     for device, p in mean.iterrows():
         ranked = p.sort_values(ascending=False)
         best = str(ranked.index[0])
-        sel = windows["device"].to_numpy() == device
-        dist = float(np.median(clf.distance_to(windows[sel], best)))
-        conf = float(ranked.iloc[0])
+        sel = devices == device
+        dist = clf.distance_to(windows[sel], best)
+        inside = dist <= clf.open_cutoff(best)
+        conf = float(np.mean(proba.loc[sel, best].to_numpy() * inside))
+        median = float(np.median(dist))
         rows.append(
             {
                 "device": str(device),
                 "windows": int(sel.sum()),
-                "type": best if conf >= min_confidence and dist <= max_distance else "unknown",
+                "type": best if conf >= min_confidence and median <= max_distance else "unknown",
                 "confidence": round(conf, 3),
+                "inside": round(float(inside.mean()), 3),
                 "nearest": best,
                 "runner_up": str(ranked.index[1]) if len(ranked) > 1 else "",
-                "distance": round(dist, 3),
+                "distance": round(median, 3),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=cols)

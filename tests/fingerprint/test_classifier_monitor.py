@@ -32,6 +32,65 @@ def test_classifier_separates_types_with_confidence() -> None:
     assert (ident["confidence"] > 0.9).all()
 
 
+def _plug_windows(seed: int, n: int = 40) -> pd.DataFrame:
+    """Windows of a third type, a smart plug: HTTPS like the cameras, but bigger packets."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "device": "plug-01",
+            "type": "plug",
+            "window_start": np.arange(n) * 3600.0,
+            "units": 100,
+            "f.size.mean": rng.normal(7.5, 0.2, n),
+            "f.port.mqtts": np.clip(rng.normal(0.0, 0.05, n), 0.0, 1.0),
+            "f.port.https": np.clip(rng.normal(1.0, 0.05, n), 0.0, 1.0),
+        }
+    )
+
+
+def test_a_type_left_out_of_training_is_unknown_not_its_nearest_type() -> None:
+    train = synthetic_windows(seed=1)  # cameras and locks only
+    test = pd.concat([synthetic_windows(seed=2), _plug_windows(seed=9)], ignore_index=True)
+    clf = DeviceClassifier().fit(train, train["type"])
+
+    ident = identify(test, clf).set_index("device")
+
+    plug = ident.loc["plug-01"]
+    assert plug["nearest"] == "cam" and clf.predict(test[test["device"] == "plug-01"]).tolist().count("cam") == 40
+    assert plug["distance"] < 3.0  # within the old fixed cut-off of 3 radii, where it was called a camera
+    assert plug["type"] == "unknown" and plug["confidence"] < 0.1 and plug["inside"] < 0.1
+    assert ident.loc[["cam-01", "lock-01"], "type"].tolist() == ["cam", "lock"]
+    assert (ident.loc[["cam-01", "lock-01"], "confidence"] > 0.9).all()
+
+
+def test_open_cutoff_is_calibrated_on_held_out_time_blocks() -> None:
+    train = synthetic_windows(seed=1)
+    # the camera drifts: its later windows have bigger packets than its earlier ones
+    train.loc[train["type"] == "cam", "f.size.mean"] += np.linspace(0.0, 1.0, 40)
+    shuffled = train.sample(frac=1.0, random_state=0)
+
+    clf = DeviceClassifier().fit(train, train["type"])
+    again = DeviceClassifier().fit(shuffled, shuffled["type"])
+
+    # a held-out block of time is farther from the rest than a window from its neighbours
+    assert clf.open_cutoff("cam") > 1.0
+    assert again.open_cutoff("cam") == pytest.approx(clf.open_cutoff("cam"))  # blocks follow window_start
+    with pytest.raises(InvalidParameterError, match="open_quantile"):
+        DeviceClassifier(open_quantile=0.0)
+
+
+def test_a_model_saved_before_the_calibration_uses_its_radii_as_cutoffs(tmp_path: Path) -> None:
+    train = synthetic_windows(seed=1)
+    DeviceClassifier().fit(train, train["type"]).save(tmp_path / "m")
+    arrays = dict(np.load(tmp_path / "m.npz"))
+    del arrays["cutoff"]
+    np.savez(tmp_path / "m.npz", **arrays)
+
+    old = DeviceClassifier.load(tmp_path / "m")
+
+    assert [old.open_cutoff(t) for t in old.classes_] == [1.0, 1.0]
+
+
 def test_save_load_same_seed_and_feature_robustness(tmp_path: Path) -> None:
     train, test = synthetic_windows(seed=1), synthetic_windows(seed=3)
     clf = DeviceClassifier(max_per_class=20, seed=4).fit(train, train["type"])
@@ -41,6 +100,7 @@ def test_save_load_same_seed_and_feature_robustness(tmp_path: Path) -> None:
     shuffled = test[list(reversed(test.columns))].drop(columns=["f.port.https"]).assign(**{"f.new": 1.0})
 
     pd.testing.assert_frame_equal(clf.predict_proba(test), loaded.predict_proba(test))
+    pd.testing.assert_frame_equal(identify(test, clf), identify(test, loaded))
     pd.testing.assert_frame_equal(clf.predict_proba(test), again.predict_proba(test))
     assert np.isfinite(loaded.predict_proba(shuffled).to_numpy()).all()
 
