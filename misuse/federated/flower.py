@@ -18,6 +18,7 @@ from typing import Any
 import flwr
 import numpy as np
 from flwr.common import (
+    EvaluateRes,
     FitRes,
     NDArrays,
     Parameters,
@@ -42,7 +43,8 @@ class RuleStrategy(FedAvg):  # type: ignore[misc]
 
     Sampling, configuration and evaluation are Flower's; only ``aggregate_fit`` differs. It also
     keeps, per round, the bytes received from the sites and (with ``record``) a JSON description of
-    every message a site sent: array shapes and dtypes, example count, metric names and values.
+    every message a site sent: for fit, array shapes and dtypes, example count, metric names and
+    values (and the raw parameter bytes beside it); for evaluate, loss, example count and metrics.
     """
 
     def __init__(self, rule: str, beta: float = 0.2, record: Path | None = None, **kwargs: Any) -> None:
@@ -94,6 +96,28 @@ class RuleStrategy(FedAvg):  # type: ignore[misc]
                 (self.record / f"fit-r{server_round}-{k}.json").write_text(json.dumps(msg, default=str))
                 (self.record / f"fit-r{server_round}-{k}.bin").write_bytes(b"".join(r.parameters.tensors))
         return ndarrays_to_parameters(arrays), {}
+
+    def aggregate_evaluate(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, EvaluateRes]],
+        failures: list[Any],
+    ) -> tuple[float | None, dict[str, Scalar]]:
+        """Flower's example-weighted mean loss; with ``record``, each site's evaluate message too."""
+        if self.record is not None:
+            self.record.mkdir(parents=True, exist_ok=True)
+            for k, (proxy, r) in enumerate(results):
+                msg = {
+                    "round": server_round,
+                    "site": proxy.cid,
+                    "status": str(r.status.code),
+                    "loss": r.loss,
+                    "num_examples": r.num_examples,
+                    "metrics": {str(m): v for m, v in r.metrics.items()},
+                }
+                (self.record / f"evaluate-r{server_round}-{k}.json").write_text(json.dumps(msg, default=str))
+        loss, metrics = super().aggregate_evaluate(server_round, results, failures)
+        return loss, metrics
 
 
 def run_server(

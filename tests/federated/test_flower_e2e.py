@@ -121,11 +121,44 @@ def _run(py: Path, server_args: list[str], site_args: list[list[str]], tmp: Path
     return json.loads((tmp / "out" / "model.json").read_text())  # type: ignore[no-any-return]
 
 
+def _check_messages(record: Path, messages: int, arrays: list[dict[str, object]], secrets: list[str]) -> list[bytes]:
+    """Every recorded fit and evaluate message holds only the model's arrays, counts and known metrics.
+
+    ``messages`` fit messages (and as many evaluate messages) are expected; returns the raw
+    parameter bytes of the fit messages, in file order.
+    """
+    fits, evals = sorted(record.glob("fit-*.json")), sorted(record.glob("evaluate-*.json"))
+    assert (len(fits), len(evals)) == (messages, messages)
+    raws = []
+    for m in fits:
+        msg = json.loads(m.read_text())
+        assert msg["arrays"] == arrays  # the model's shapes, whatever the data
+        assert isinstance(msg["num_examples"], int)
+        assert set(msg["metrics"]) <= METRIC_KEYS
+        assert all(isinstance(v, float) for v in msg["metrics"].values())
+        raws.append(m.with_suffix(".bin").read_bytes())
+    for m in evals:
+        msg = json.loads(m.read_text())
+        assert set(msg) == {"round", "site", "status", "loss", "num_examples", "metrics"}
+        assert isinstance(msg["loss"], float) and isinstance(msg["num_examples"], int)
+        assert msg["metrics"] == {}
+    for s in secrets:
+        assert all(s not in m.read_text() for m in fits + evals)
+        assert all(s.encode() not in raw for raw in raws)
+    return raws
+
+
+AUTOENCODER_ARRAYS: list[dict[str, object]] = [
+    {"shape": shape, "dtype": "float64"} for shape in ([20], [20], [20, 8], [8], [8, 20], [20])
+]
+
+
 def test_server_and_three_sites_train_an_autoencoder_that_improves(fed_python: Path, tmp_path: Path) -> None:
     data = [tmp_path / f"site{i}.jsonl" for i in range(3)]
-    for i, p in enumerate(data):
-        _write_flows(p, i)
+    secrets = [s for i, p in enumerate(data) for s in _write_flows(p, i)]
+    record = tmp_path / "record"
     server_args = ["--model", "autoencoder", "--rounds", "4", "--sites", "3", "--out", str(tmp_path / "out")]
+    server_args += ["--record", str(record)]
 
     summary = _run(fed_python, server_args, [["--data", str(p)] for p in data], tmp_path)
 
@@ -134,6 +167,8 @@ def test_server_and_three_sites_train_an_autoencoder_that_improves(fed_python: P
     assert losses[-1] < 0.8 * losses[0]
     assert all(r["sites"] == 3 and r["failures"] == 0 for r in summary["per_round"])  # type: ignore[union-attr,index]
     assert (tmp_path / "out" / "model.npz").exists()
+    raws = _check_messages(record, 12, AUTOENCODER_ARRAYS, secrets)  # 4 rounds x 3 sites, fit and evaluate
+    assert len({len(raw) for raw in raws}) == 1  # sites with different traffic send the same number of bytes
 
 
 def test_what_leaves_a_site_is_parameters_and_metrics_only(fed_python: Path, tmp_path: Path) -> None:
@@ -149,19 +184,8 @@ def test_what_leaves_a_site_is_parameters_and_metrics_only(fed_python: Path, tmp
 
     _run(fed_python, server_args, site_args, tmp_path)
 
-    messages = sorted(record.glob("fit-*.json"))
-    assert len(messages) == 4  # 2 rounds x 2 sites
-    sizes = set()
-    for m in messages:
-        msg = json.loads(m.read_text())
-        assert msg["arrays"] == [{"shape": [256], "dtype": "float64"}]  # the model's shape, whatever the data
-        assert set(msg["metrics"]) <= METRIC_KEYS
-        assert all(isinstance(v, float) for v in msg["metrics"].values())
-        raw = m.with_suffix(".bin").read_bytes()
-        sizes.add(len(raw))
-        for s in secrets:
-            assert s.encode() not in raw and s not in m.read_text()
-    assert len(sizes) == 1  # sites with 1 h and 2 h of data send the same number of bytes
+    raws = _check_messages(record, 4, [{"shape": [256], "dtype": "float64"}], secrets)  # 2 rounds x 2 sites
+    assert len({len(raw) for raw in raws}) == 1  # sites with 1 h and 2 h of data send the same number of bytes
 
 
 def _site(py: Path, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
