@@ -319,3 +319,25 @@ def test_iot23_histories_give_finite_sequences_for_every_flow(shared_data: Path)
     assert seq.shape == (23_145, len(CHANNELS), 12)  # PROVENANCE.md: 23,145 flows
     assert np.isfinite(seq).all()
     assert (seq[:, CHANNELS.index("present")].sum(axis=1) >= 1).mean() > 0.99
+
+
+@pytest.mark.parametrize(("args", "seeds", "quick"), [([], [0, 1, 2, 3, 4], False), (["--quick"], [0], True)])
+def test_eval_deep_quick_runs_one_seed(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], seeds: list[int], quick: bool
+) -> None:
+    from typer.testing import CliRunner
+
+    import misuse.eval.deep
+    from misuse.cli.evaluate import app
+
+    asked: dict[str, object] = {}
+
+    def fake_run(root: Path, seeds: list[int], only: str | None, echo: bool, quick: bool) -> list[object]:
+        asked.update(seeds=seeds, only=only, quick=quick)
+        return []
+
+    monkeypatch.setattr(misuse.eval.deep, "run", fake_run)
+    result = CliRunner().invoke(app, ["deep", "--only", "simulator", *args, "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert asked == {"seeds": seeds, "only": "simulator", "quick": quick}
