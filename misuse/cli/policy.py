@@ -12,10 +12,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from misuse.cli.common import DEFAULT_PROJECT, JsonOpt, ProjectOpt, console, emit_json, handled, open_store
+from misuse.cli.common import (
+    DEFAULT_PROJECT,
+    JsonOpt,
+    ProjectOpt,
+    console,
+    emit_json,
+    err_console,
+    handled,
+    open_store,
+)
 from misuse.errors import InvalidParameterError, NotFittedError
 
 if TYPE_CHECKING:
+    from misuse.response.baselines import Baseline
     from misuse.response.policy import BanditPolicy
     from misuse.response.replay import Replay
     from misuse.store.duck import Store
@@ -76,8 +86,13 @@ def train(
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train the response policy offline on the training replays and save it in the store."""
+    """Train the response policy offline on the training replays and save it in the store.
+
+    The baselines it is evaluated against are fixed on the same replays and saved with it: the
+    static threshold tuned there and the rulebook on their risk quantiles.
+    """
     with handled():
+        from misuse.response.baselines import training_baselines
         from misuse.response.env import ResponseEnv
         from misuse.response.policy import BanditPolicy, evaluate_policy
 
@@ -87,7 +102,13 @@ def train(
             epochs=epochs,
             evaluate=lambda p, _e: {"train_cost": sum(o.total_cost for o in evaluate_policy(p.act, replays))},
         )
-        pol.info_ = {"streams": [r.name for r in replays], "epochs": epochs, "seed": seed}
+        baselines = training_baselines(replays)
+        pol.info_ = {
+            "streams": [r.name for r in replays],
+            "epochs": epochs,
+            "seed": seed,
+            "baselines": {k: b.to_dict() for k, b in baselines.items()},
+        }
         store = open_store(project, create=True)
         pol.save(store.model_dir(name))
         store.register_model(name, KIND, pol.info_)
@@ -97,6 +118,8 @@ def train(
             return
         curve = ", ".join(f"{h['train_cost']:.0f}" for h in pol.history_)
         console.print(f"trained policy [bold]{name}[/] on {len(replays)} replay(s); training cost per epoch: {curve}")
+        for k, b in baselines.items():
+            console.print(f"baseline {k}: {b.describe()}", highlight=False)
 
 
 @policy_app.command("evaluate")
@@ -108,20 +131,21 @@ def evaluate(
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Total cost and attacks contained on the held-out replays: the policy vs the fixed baselines."""
+    """Total cost and attacks contained on the held-out replays: the policy vs the fixed baselines.
+
+    Baselines: the static threshold (alert at fused risk 0.5) and, fixed on the policy's training
+    replays when it was trained, the static threshold tuned there (static-tuned) and the rulebook
+    on their risk quantiles.
+    """
     with handled():
-        from misuse.response.baselines import RulebookPolicy, StaticThresholdPolicy
         from misuse.response.policy import evaluate_policy
 
         store = open_store(project)
         chosen, pol = _load(store, name)
+        policies = {chosen: pol.act, **{k: b.act for k, b in _baselines(chosen, pol).items()}}
         replays = _replays(source, "held-out", data, seeds)
         results: list[dict[str, Any]] = []
-        for label, act in (
-            (chosen, pol.act),
-            ("static-threshold", StaticThresholdPolicy().act),
-            ("rulebook", RulebookPolicy().act),
-        ):
+        for label, act in policies.items():
             for o in evaluate_policy(act, replays):
                 results.append({"policy": label, **o.as_dict()})
         if as_json:
@@ -142,6 +166,32 @@ def evaluate(
                 str(r["disrupted"]),
             )
         console.print(table)
+        attacks = sum(r.attack_windows for r in replays)
+        for label in policies:
+            mine = [r for r in results if r["policy"] == label]
+            cost, contained = sum(r["total_cost"] for r in mine), sum(r["contained"] for r in mine)
+            console.print(
+                f"{label:>16s}: total cost {cost:,.0f}, attack windows contained {contained}/{attacks}",
+                highlight=False,
+            )
+
+
+def _baselines(chosen: str, pol: BanditPolicy) -> dict[str, Baseline]:
+    """The default static threshold and the baselines saved with the policy (a note when it has none)."""
+    from misuse.response.baselines import StaticThresholdPolicy, baseline_from_dict
+
+    saved = pol.info_.get("baselines")
+    out: dict[str, Baseline] = {"static-threshold": StaticThresholdPolicy()}
+    if not isinstance(saved, dict):
+        err_console.print(
+            f"note: policy {chosen} was trained before baselines were saved with it; retrain it "
+            "(`misuse policy train`) to compare with the tuned static threshold and the rulebook",
+            highlight=False,
+        )
+        return out
+    for k, d in saved.items():
+        out[str(k)] = baseline_from_dict(d)
+    return out
 
 
 @policy_app.command("apply")

@@ -35,10 +35,16 @@ def test_train_evaluate_apply_log_and_learn_from_feedback(tmp_path: Path) -> Non
     assert trained["streams"] == ["sim-1"]
     assert [h["epoch"] for h in trained["learning_curve"]] == [1, 2]
 
+    assert set(trained["baselines"]) == {"static-tuned", "rulebook"}  # fixed on the training replay
+
     evaluated = _json(["policy", "evaluate", "--seeds", "11", *p])
     assert isinstance(evaluated, list)
-    assert {r["policy"] for r in evaluated} == {"resp", "static-threshold", "rulebook"}
+    assert {r["policy"] for r in evaluated} == {"resp", "static-threshold", "static-tuned", "rulebook"}
     assert all(r["stream"] == "sim-11" and r["attack_windows"] > 0 for r in evaluated)
+    table = runner.invoke(app, ["policy", "evaluate", "--seeds", "11", *p])
+    assert table.exit_code == 0, table.output
+    tuned_cost = next(r["total_cost"] for r in evaluated if r["policy"] == "static-tuned")
+    assert f"static-tuned: total cost {tuned_cost:,.0f}" in table.output
 
     store = Store(project)
     store.add_alerts(make_alerts(), dataset="d", model="m")
@@ -99,6 +105,19 @@ def test_undo_lifts_actions_but_not_ignore_decisions(train_replays: list[Replay]
 
     logged = {s: _json(["policy", "log", "--status", s, *p]) for s in ("active", "undone", "no_action")}
     assert {s: len(rows) for s, rows in logged.items()} == {"active": 5 - cam, "undone": 1 + cam, "no_action": 6}
+
+
+def test_evaluate_says_when_a_policy_has_no_saved_baselines(train_replays: list[Replay], tmp_path: Path) -> None:
+    store = Store(tmp_path / ".misuse")
+    BanditPolicy(seed=0).fit(ResponseEnv(train_replays), epochs=1).save(store.model_dir("old"))
+    store.register_model("old", "policy", {})
+    store.close()
+
+    result = runner.invoke(app, ["policy", "evaluate", "--seeds", "11", "--project", str(tmp_path / ".misuse")])
+
+    assert result.exit_code == 0, result.output
+    assert "trained before baselines were saved" in result.stderr
+    assert "static-threshold: total cost" in result.stdout and "rulebook" not in result.stdout
 
 
 def test_apply_without_a_trained_policy_says_so(tmp_path: Path) -> None:
