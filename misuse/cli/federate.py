@@ -116,6 +116,10 @@ def site(
     data: Annotated[list[Path], typer.Option("--data", "-d", help="Local data file (repeat for several).")],
     server_address: Annotated[str, typer.Option("--server", help="host:port of the server.")] = "127.0.0.1:8080",
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="Input format (sniffed if omitted).")] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option("--mapping", help="Column mapping for csv/jsonl: a built-in name or a YAML file (as for ingest)."),
+    ] = None,
     model: ModelOpt = "autoencoder",
     window: Annotated[float, typer.Option("--window", help="Window length in seconds (autoencoder).")] = 60.0,
     hidden: HiddenOpt = 8,
@@ -133,7 +137,7 @@ def site(
         from misuse.federated.flower import run_site
         from misuse.federated.site import SiteTrainer, make_model
 
-        events = read_events(data, fmt)
+        events = read_events(data, fmt, mapping)
         net = make_model(model, n_features=len(WINDOW_FEATURES), hidden=hidden, buckets=buckets, seed=seed)
         train: Any
         valid: Any

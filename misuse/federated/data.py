@@ -43,14 +43,18 @@ WINDOW_FEATURES = (
 )
 
 
-def read_events(paths: Sequence[str | Path], fmt: str | None = None) -> pd.DataFrame:
-    """Read one or more files (format sniffed unless ``fmt`` is given) into one events frame."""
+def read_events(paths: Sequence[str | Path], fmt: str | None = None, mapping: str | Path | None = None) -> pd.DataFrame:
+    """Read one or more files (format sniffed unless ``fmt`` is given) into one events frame.
+
+    ``mapping`` (a built-in mapping name or a YAML file, as for ``misuse ingest --mapping``) is what
+    ``csv`` and ``jsonl`` files are read through (TON_IoT, N-BaIoT, ...); other formats ignore it.
+    """
     frames = []
     for p in paths:
         path = Path(p)
         if not path.exists():
             raise SchemaError(f"site data {path}: no such file")
-        frames.append(reader_for(path, fmt)[1].read(path))
+        frames.append(reader_for(path, fmt, mapping=mapping)[1].read(path))
     if not frames:
         return events_to_frame([])
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

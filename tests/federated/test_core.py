@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from misuse.errors import InvalidParameterError, SchemaError
+from misuse.errors import InvalidParameterError, ParseError, SchemaError
 from misuse.federated.aggregate import (
     aggregate,
     check_trim,
@@ -19,6 +19,7 @@ from misuse.federated.aggregate import (
     trimmed_mean,
     update_norm,
 )
+from misuse.federated.data import read_events, user_actions, window_matrix
 from misuse.federated.models import ActionNB, FedAutoencoder
 from misuse.federated.params import array_to_bytes, bytes_to_array, load_global, payload_bytes, save_global
 from misuse.federated.site import METRIC_KEYS, SiteTrainer, make_model
@@ -204,6 +205,29 @@ def test_site_noise_is_reproducible_only_with_the_sites_own_seed() -> None:
     assert np.array_equal(sent(7), sent(7))
     assert not np.array_equal(sent(7), sent(8))
     assert not np.array_equal(sent(None), sent(None))  # deployment: fresh noise, unknown to the server
+
+
+def test_site_reads_csv_through_a_column_mapping(tmp_path: Path) -> None:
+    csv = tmp_path / "flows.csv"
+    rows = [
+        f"{1_700_000_000 + 20 * i},cam-{i % 2},10.0.0.{i % 3},{'mqtt' if i % 2 else 'https'},{100 + i}"
+        for i in range(60)
+    ]
+    csv.write_text("stamp,device,dst,proto,bytes_out\n" + "\n".join(rows) + "\n")
+    mapping = tmp_path / "flows.yaml"
+    mapping.write_text(
+        "ts: {column: stamp, epoch: s}\nentity: device\npeer: dst\nkind: {constant: flow}\n"
+        "action: proto\nnum: [bytes_out]\n"
+    )
+
+    events = read_events([csv], mapping=mapping)
+    X, _ = window_matrix(events, 60.0)
+
+    assert len(events) == 60
+    assert sorted(user_actions(events)) == ["cam-0", "cam-1"]
+    assert X.shape[1] == 20 and len(X) > 0
+    with pytest.raises(ParseError, match="needs a column mapping: --mapping"):
+        read_events([csv])
 
 
 def test_parameters_roundtrip_without_pickle(tmp_path: Path) -> None:
