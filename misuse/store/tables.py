@@ -108,9 +108,13 @@ class TableStore:
         """Folder a model is saved in."""
         return self.root / "models" / name
 
+    def event_parts(self, dataset: str) -> list[Path]:
+        """A dataset's Parquet parts, in the order they were written."""
+        return sorted(self.events_dir(dataset).glob("part-*.parquet"))
+
     def iter_events(self, dataset: str, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
         """A dataset's events part by part (bounded memory)."""
-        for p in sorted(self.events_dir(dataset).glob("part-*.parquet")):
+        for p in self.event_parts(dataset):
             yield pq.read_table(p, columns=columns).to_pandas()
 
     def events(self, dataset: str, columns: list[str] | None = None) -> pd.DataFrame:

@@ -78,3 +78,54 @@ def test_unknown_dataset_names_the_known_ones(tmp_path: Path) -> None:
         s.write_events("real", [events_to_frame([Event(ts=0.0, entity="a", kind="k", action="x")])], ["f"])
         with pytest.raises(StoreError, match="real"):
             s.events("missing")
+
+
+def _events(n: int, entity: str, **attrs: dict[str, float] | dict[str, str]) -> list[Event]:
+    return [Event(ts=float(i), entity=entity, kind="flow", action="mqtt", **attrs) for i in range(n)]  # type: ignore[arg-type]
+
+
+def test_events_are_queryable_in_duckdb_across_datasets(tmp_path: Path) -> None:
+    with Store(tmp_path / "p") as s:
+        s.write_events("lab", [events_to_frame(_events(3, "cam", num={"bytes": 10.0}))], ["a.pcap"])
+        s.write_events("lab", [events_to_frame(_events(2, "plug", cat={"state": "on"}))], ["b.csv"], replace=False)
+        s.write_events("home", [events_to_frame(_events(4, "lock"))], ["c.log"])
+
+        per_dataset = s.con.execute("SELECT dataset, entity, count(*) FROM events GROUP BY ALL ORDER BY ALL").fetchall()
+        attrs = s.con.execute(
+            'SELECT sum("num.bytes"), count("cat.state") FROM events WHERE dataset = ?', ["lab"]
+        ).fetchone()
+        late = s.con.execute("SELECT count(*) FROM events WHERE ts >= TIMESTAMPTZ '1970-01-01 00:00:02+00'").fetchone()
+
+    assert per_dataset == [("home", "lock", 4), ("lab", "cam", 3), ("lab", "plug", 2)]
+    assert attrs == (30.0, 2)
+    assert late == (3,)  # cam at 2 s, lock at 2 and 3 s
+
+
+def test_the_events_view_follows_rewrites_reopening_and_a_moved_folder(tmp_path: Path) -> None:
+    with Store(tmp_path / "p") as s:
+        empty = s.con.execute("SELECT count(*) FROM events").fetchone()
+        s.write_events("d", [events_to_frame(_events(5, "a"))], ["f"])
+        s.write_events("d", [events_to_frame(_events(2, "b", num={"x": 1.0}))], ["g"])
+        rewritten = s.con.execute('SELECT entity, count(*), sum("num.x") FROM events GROUP BY entity').fetchall()
+    (tmp_path / "p").rename(tmp_path / "moved")
+    with Store(tmp_path / "moved", create=False) as s:
+        moved = s.con.execute("SELECT count(*) FROM events").fetchone()
+
+    assert empty == (0,)
+    assert rewritten == [("b", 2, 2.0)]
+    assert moved == (2,)
+
+
+def test_an_unreadable_part_leaves_its_dataset_out_of_the_view_not_the_store_unusable(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    with Store(root) as s:
+        s.write_events("good", [events_to_frame(_events(3, "a"))], ["f"])
+        s.write_events("bad", [events_to_frame(_events(3, "b"))], ["g"])
+    (root / "events" / "bad" / "part-00000.parquet").write_bytes(b"not parquet")
+
+    with Store(root, create=False) as s:
+        left_out = s.refresh_events_view()
+        rows = s.con.execute("SELECT dataset, count(*) FROM events GROUP BY dataset").fetchall()
+
+    assert left_out == ["bad"]
+    assert rows == [("good", 3)]
