@@ -1,7 +1,10 @@
 """MQTT logins from captures: each CONNECT matched with the broker's CONNACK is one login attempt.
 
-The packet path (:mod:`misuse.ingest.pcap_stream`) keeps headers, not payloads, so this module
-reads the TCP payloads to and from the MQTT ports (1883, 8883 only when not TLS) with dpkt.
+The packet path (:mod:`misuse.ingest.pcap_stream`) keeps headers, not payloads. So the capture is
+read twice: the packet reader finds the TCP segments with a payload to or from the MQTT ports
+(1883, 8883 only when not TLS) and sets aside the records it cannot read (counted in a
+:class:`~misuse.ingest.base.DeadLetter`, as ``misuse ingest`` does); then dpkt parses only those
+segments' payloads (as :mod:`misuse.ingest.pcap_dns` does for DNS names).
 A CONNECT (MQTT 3.1, 3.1.1 or 5) gives the client id (the client fingerprint), the user name
 (the account; ``(anonymous)`` without one) and whether a password was sent; the CONNACK on the
 same TCP connection gives the outcome (return/reason code 0 = success). A CONNECT the broker
@@ -14,9 +17,9 @@ secrets.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import dpkt
@@ -25,7 +28,8 @@ import pandas as pd
 
 from misuse.access.attempts import ATTEMPT_COLUMNS, empty_attempts
 from misuse.errors import ParseError
-from misuse.ingest.base import open_binary
+from misuse.ingest.base import DeadLetter, open_binary
+from misuse.ingest.pcap_stream import PacketArrays, iter_packet_arrays
 
 MQTT_PORTS = frozenset({1883, 8883})
 _PENDING_MAX = 65_536
@@ -120,11 +124,26 @@ def parse_connect(body: bytes) -> dict[str, str] | None:
     }
 
 
-def _segments(path: Path) -> Iterator[tuple[int, float, bytes, int, bytes, int, bytes]]:
-    """(packet number, ts, src ip, src port, dst ip, dst port, payload) of TCP segments on MQTT ports."""
+def mqtt_packets(chunks: Iterable[PacketArrays]) -> set[int]:
+    """Packet numbers of TCP segments that carry a payload to or from an MQTT port."""
+    out: set[int] = set()
+    ports = np.array(sorted(MQTT_PORTS))
+    for arr in chunks:
+        mqtt = np.isin(arr.src_port, ports) | np.isin(arr.dst_port, ports)
+        sel = (arr.l3 >= 4) & (arr.ip_proto == 6) & (arr.payload_len > 0) & mqtt
+        out.update(int(i) for i in arr.index[sel])
+    return out
+
+
+def _segments(path: Path, wanted: set[int]) -> Iterator[tuple[int, float, bytes, int, bytes, int, bytes]]:
+    """(packet number, ts, src ip, src port, dst ip, dst port, payload) of the ``wanted`` packets
+    that are TCP segments on MQTT ports."""
+    if not wanted:
+        return
+    last = max(wanted)
     with open_binary(path) as fh:
         head = fh.read(4)
-        fh.seek(0)
+    with open_binary(path) as fh:  # opened again: a decompressing stream cannot seek back
         try:
             reader: dpkt.pcap.Reader | dpkt.pcapng.Reader = (
                 dpkt.pcapng.Reader(fh) if head == b"\x0a\x0d\x0d\x0a" else dpkt.pcap.Reader(fh)
@@ -132,16 +151,20 @@ def _segments(path: Path) -> Iterator[tuple[int, float, bytes, int, bytes, int, 
         except (ValueError, dpkt.dpkt.Error) as exc:
             raise ParseError(f"not a pcap/pcapng capture ({exc})", source=str(path)) from None
         link = reader.datalink()
-        n = 0
-        with contextlib.suppress(dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, ValueError):
-            for ts, buf in reader:
-                n += 1
+        try:
+            for n, (ts, buf) in enumerate(reader, start=1):
+                if n > last:
+                    break
+                if n not in wanted:
+                    continue
                 ip = _ip(buf, link)
                 if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
                     continue
                 tcp = ip.data
                 if tcp.data and (tcp.sport in MQTT_PORTS or tcp.dport in MQTT_PORTS):
                     yield n, float(ts), ip.src, tcp.sport, ip.dst, tcp.dport, bytes(tcp.data)
+        except (dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, ValueError, struct.error):
+            return  # a broken tail: the packet reader has set it aside
 
 
 def _ip(buf: bytes, link: int) -> object:
@@ -161,8 +184,16 @@ def _addr(raw: bytes) -> str:
     return ".".join(str(b) for b in raw) if len(raw) == 4 else raw.hex()
 
 
-def mqtt_logins(path: str | Path) -> pd.DataFrame:
+def mqtt_logins(path: str | Path, *, dead: DeadLetter | None = None) -> pd.DataFrame:
     """Login attempts (:data:`~misuse.access.attempts.ATTEMPT_COLUMNS`) from the MQTT CONNECTs of a capture.
+
+    Parameters
+    ----------
+    path:
+        A pcap or pcapng capture.
+    dead:
+        Where the records the packet reader cannot read are set aside (they are skipped); a
+        fresh in-memory :class:`~misuse.ingest.base.DeadLetter` when None.
 
     Raises
     ------
@@ -170,9 +201,10 @@ def mqtt_logins(path: str | Path) -> pd.DataFrame:
         When the file is missing or is not a pcap/pcapng capture.
     """
     p = Path(path)
+    wanted = mqtt_packets(iter_packet_arrays(p, dead=dead))
     pending: dict[tuple[bytes, int, bytes, int], tuple[int, float, dict[str, str]]] = {}
     rows: list[dict[str, object]] = []
-    for n, ts, src, sport, dst, dport, data in _segments(p):
+    for n, ts, src, sport, dst, dport, data in _segments(p, wanted):
         pos = 0
         while pos < len(data):
             ptype = data[pos] >> 4

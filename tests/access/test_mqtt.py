@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import dpkt
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from misuse.access.monitor import LoginMonitor
 from misuse.access.mqtt import mqtt_logins, parse_connect
 from misuse.errors import ParseError
+from misuse.ingest.base import DeadLetter
 
 BROKER = "10.0.0.1"
 
@@ -77,6 +79,24 @@ def test_mqtt_password_guessing_is_brute_force_then_success(tmp_path: Path) -> N
     alerts = LoginMonitor().process_many(mqtt_logins(pcap))
 
     assert [a.detector.rsplit(".", 1)[-1] for a in alerts] == ["brute_force", "success_after_failures"]
+
+
+def test_a_broken_record_is_set_aside_and_compressed_captures_are_read(tmp_path: Path) -> None:
+    exchanges = [("192.168.1.90", 40000 + i, connect(b"bot", b"admin", str(i).encode()), 5) for i in range(3)]
+    pcap = write(tmp_path, exchanges)
+    whole = pcap.read_bytes()
+    broken = tmp_path / "broken.pcap"
+    broken.write_bytes(whole[:-10])  # the last CONNACK is cut short
+    packed = tmp_path / "mqtt.pcap.gz"
+    packed.write_bytes(gzip.compress(whole))
+    dead = DeadLetter()
+
+    att = mqtt_logins(broken, dead=dead)
+
+    assert len(att) == 2  # the CONNECT whose answer is cut off is not judged
+    assert dead.count == 1 and "truncated record" in (dead.first() or "")
+    assert str(broken) in (dead.first() or "")
+    assert mqtt_logins(packed)["event_id"].tolist() == ["mqtt.pcap.gz:1", "mqtt.pcap.gz:3", "mqtt.pcap.gz:5"]
 
 
 def test_not_a_capture_is_a_parse_error(tmp_path: Path) -> None:
