@@ -97,7 +97,7 @@ def run(
     """Run rules over files as a batch; print alerts, fused entity risks and incidents."""
     with handled():
         loaded = _load(rules)
-        engine = RuleEngine(loaded, enricher=Enricher())
+        engine = RuleEngine(loaded, enricher=Enricher(), missing_fields="error")
         alerts = []
         options = {"mapping": mapping} if mapping else {}
         for path in paths:

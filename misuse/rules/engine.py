@@ -13,11 +13,22 @@ in the same bucket are counted in :attr:`EngineStats.suppressed`. A batch theref
 whole bucket's count, a one-event stream reports the first hit. Correlation rules raise one
 alert each time a group fires. Rules that a correlation names are not alerted on their own
 unless that correlation says ``generate: true`` (as in Sigma).
+
+A hit is correlated only when every ``group-by`` field (after Sigma ``aliases``) has a value:
+hits without one are counted in :attr:`EngineStats.ungrouped`, never put together in one
+group. A field that names no column of the events at all is the rule not fitting the data:
+with ``missing_fields="error"`` (what ``misuse rules run`` uses) it raises a
+:class:`~misuse.rules.model.RuleError` naming the rule's file, line and field; with ``"skip"``
+(the default, for live streams, where one micro-batch may lack a column the next one has) the
+hits are counted as ungrouped and a warning is logged once per rule and field. A correlation
+over a correlation may only group by fields its input groups by; that is checked when the
+engine is built.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import math
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
@@ -31,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from misuse.alerts.model import Alert
-from misuse.errors import SchemaError
+from misuse.errors import InvalidParameterError, SchemaError
 from misuse.events import Event, events_to_frame
 from misuse.rules.correlation import CorrelationState, Fired
 from misuse.rules.derive import Enricher
@@ -40,6 +51,8 @@ from misuse.rules.model import Correlation, Rule, RuleError
 from misuse.rules.sigma import VIRTUAL, FieldMap
 
 SEVERITY = {"informational": "low", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
+MISSING_FIELDS = ("error", "skip")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,6 +64,10 @@ class EngineStats:
     alerts: dict[str, int] = field(default_factory=dict)
     suppressed: int = 0
     dropped: int = 0
+    #: correlation rule id -> hits it could not group (a group-by or condition field had no value)
+    ungrouped: dict[str, int] = field(default_factory=dict)
+    #: correlation rule id -> why, for the first such hit (one line)
+    ungrouped_reason: dict[str, str] = field(default_factory=dict)
 
     def add(self, table: dict[str, int], key: str, n: int) -> None:
         """Increment ``table[key]`` by ``n``."""
@@ -63,6 +80,7 @@ class _Node:
     compiled: CompiledDetection | None = None
     state: CorrelationState | None = None
     inputs: list[str] = field(default_factory=list)  # rule ids feeding a correlation
+    fields: list[tuple[str, ...]] = field(default_factory=list)  # per input: its group-by fields (aliases resolved)
     alerts: bool = True
 
 
@@ -142,6 +160,11 @@ class RuleEngine:
         Most event ids attached to one alert.
     enricher:
         Adds derived columns (:mod:`misuse.rules.derive`) to each batch before evaluation.
+    missing_fields:
+        What a correlation does with hits whose events have no column for a ``group-by`` (or
+        condition ``field``) field: ``"error"`` raises a :class:`RuleError` naming the rule, line
+        and field (for batches: the rule does not fit the data); ``"skip"`` counts them in
+        :attr:`EngineStats.ungrouped` and logs a warning once (for streams).
 
     Examples
     --------
@@ -174,7 +197,14 @@ class RuleEngine:
         max_hits: int = 10_000,
         evidence: int = 50,
         enricher: Enricher | None = None,
+        missing_fields: str = "skip",
     ) -> None:
+        if missing_fields not in MISSING_FIELDS:
+            raise InvalidParameterError(
+                f"The 'missing_fields' parameter of RuleEngine must be one of {', '.join(MISSING_FIELDS)}. "
+                f"Got {missing_fields!r} instead."
+            )
+        self.missing_fields = missing_fields
         self.rules = list(rules)
         self.enricher = enricher
         self.fields = fields or FieldMap()
@@ -195,9 +225,17 @@ class RuleEngine:
             if rule.correlation is None:
                 node.compiled = CompiledDetection(rule.detection, rule.logsource)
             self.nodes[rule.id] = node
-            lookup[rule.id] = rule.id
-            if rule.name:
-                lookup[rule.name] = rule.id
+            for key in (rule.id, rule.name):
+                if key and lookup.get(key, rule.id) != rule.id:
+                    other = self.nodes[lookup[key]].rule
+                    raise RuleError(
+                        f"{key!r} already names rule {other.title!r} ({other.source} line {other.line})",
+                        rule.source,
+                        rule.line,
+                        "name" if key == rule.name else "id",
+                    )
+                if key:
+                    lookup[key] = rule.id
         for node in list(self.nodes.values()):
             corr = node.rule.correlation
             agg = node.compiled.aggregation if node.compiled is not None else None
@@ -213,7 +251,7 @@ class RuleEngine:
                     condition={agg.op: agg.value},
                     value_field=agg.field,
                 )
-                shadow = _Node(node.rule, inputs=[node.rule.id])
+                shadow = _Node(node.rule, inputs=[node.rule.id], fields=[agg.group_by])
                 shadow.state = CorrelationState(corr, self.max_groups, self.max_hits, self.evidence)
                 self.nodes[node.rule.id + "#count"] = shadow
                 node.alerts = False
@@ -225,10 +263,11 @@ class RuleEngine:
                     raise RuleError(
                         f"names rule {ref!r}, which is not loaded",
                         node.rule.source,
-                        node.rule.line,
+                        corr.line("rules"),
                         "correlation.rules",
                     )
                 node.inputs.append(lookup[ref])
+            node.fields = self._input_fields(node.rule, corr, node.inputs, lookup)
             node.state = CorrelationState(corr, self.max_groups, self.max_hits, self.evidence)
         for node in self.nodes.values():
             if node.state is not None and not node.state.corr.generate:
@@ -236,6 +275,67 @@ class RuleEngine:
                     if self.nodes[ref].compiled is not None:
                         self.nodes[ref].alerts = False
         self.order = self._topological()
+        for node in self.nodes.values():
+            if node.state is not None and node.rule.correlation is not None:
+                self._check_chain(node)
+
+    def _input_fields(
+        self, rule: Rule, corr: Correlation, inputs: list[str], lookup: Mapping[str, str]
+    ) -> list[tuple[str, ...]]:
+        """Per correlated rule, the field each ``group-by`` entry reads (Sigma aliases resolved)."""
+        by_input: dict[str, dict[str, str]] = {ref: {} for ref in inputs}
+        for alias, mapping in corr.aliases.items():
+            where = f"correlation.aliases.{alias}"
+            for ref, name in mapping.items():
+                at = corr.line(f"aliases.{alias}.{ref}")
+                if ref not in lookup:
+                    raise RuleError(f"names rule {ref!r}, which is not loaded", rule.source, at, where)
+                if lookup[ref] not in by_input:
+                    raise RuleError(
+                        f"names rule {ref!r}, which this correlation does not list in 'rules'", rule.source, at, where
+                    )
+                by_input[lookup[ref]][alias] = name
+        out = []
+        for ref, ref_name in zip(inputs, corr.rules, strict=True):
+            names = []
+            for g in corr.group_by:
+                if g in corr.aliases and g not in by_input[ref]:
+                    raise RuleError(
+                        f"gives no field for rule {ref_name!r}: an alias needs one for every rule in 'rules'",
+                        rule.source,
+                        corr.line(f"aliases.{g}"),
+                        f"correlation.aliases.{g}",
+                    )
+                names.append(by_input[ref].get(g, g))
+            out.append(tuple(names))
+        return out
+
+    def _check_chain(self, node: _Node) -> None:
+        """A correlation fed by a correlation groups only by fields its input groups by."""
+        corr = node.rule.correlation
+        assert corr is not None
+        for ref, names in zip(node.inputs, node.fields, strict=True):
+            inner = self.nodes[ref].rule.correlation
+            if inner is None or ref == node.rule.id:
+                continue
+            for name in names:
+                if name not in inner.group_by:
+                    raise RuleError(
+                        f"field {name!r} is not a group-by field of the correlation {self.nodes[ref].rule.title!r} "
+                        f"it counts (that one groups by {', '.join(inner.group_by) or 'nothing'}); group by one of "
+                        "those, or map it with 'aliases'",
+                        node.rule.source,
+                        corr.line("group-by"),
+                        "correlation.group-by",
+                    )
+            if corr.value_field and corr.value_field not in inner.group_by:
+                raise RuleError(
+                    f"field {corr.value_field!r} is not a group-by field of the correlation "
+                    f"{self.nodes[ref].rule.title!r} it counts",
+                    node.rule.source,
+                    corr.line("condition"),
+                    "correlation.condition",
+                )
 
     def _topological(self) -> list[str]:
         order: list[str] = []
@@ -246,8 +346,9 @@ class RuleEngine:
                 return
             if key in path:
                 rule = self.nodes[key].rule
+                where = rule.correlation.line("rules") if rule.correlation is not None else rule.line
                 raise RuleError(
-                    f"correlation cycle: {' -> '.join((*path, key))}", rule.source, rule.line, "correlation.rules"
+                    f"correlation cycle: {' -> '.join((*path, key))}", rule.source, where, "correlation.rules"
                 )
             node = self.nodes[key]
             for ref in node.inputs:
@@ -347,18 +448,58 @@ class RuleEngine:
                 node.state.sweep(self._watermark)
         return alerts
 
-    def _group_values(self, node: _Node, source: _Node, view: FrameView, idx: np.ndarray) -> list[np.ndarray]:
+    def _group_values(
+        self, node: _Node, rule_idx: int, view: FrameView, idx: np.ndarray
+    ) -> tuple[np.ndarray, list[np.ndarray]] | None:
+        """The hits of input ``rule_idx`` that have every group-by value, and those values.
+
+        None when a group-by field names no column of the events (raised in "error" mode).
+        Hits with a missing value are counted in ``stats.ungrouped``.
+        """
         assert node.state is not None
+        src = self.nodes[node.inputs[rule_idx]]
         out = []
-        for name in node.state.corr.group_by:
-            col = view.resolve(name, source.rule.logsource)
+        keep = np.ones(len(idx), dtype=bool)
+        first_missing = ""
+        for name in node.fields[rule_idx]:
+            col = view.resolve(name, src.rule.logsource)
             if col is None:
-                out.append(np.full(len(idx), "", dtype=object))
-            else:
-                codes, uniq = view.factorized(col)
-                table = np.array([*uniq, ""], dtype=object)
-                out.append(table[codes[idx]])
-        return out
+                self._no_column(node, src, name, "group-by", len(idx))
+                return None
+            codes, uniq = view.factorized(col)
+            hit_codes = codes[idx]
+            if not first_missing and (hit_codes < 0).any():
+                first_missing = name
+            keep &= hit_codes >= 0
+            out.append(np.array([*uniq, ""], dtype=object)[hit_codes])
+        if first_missing:
+            self._ungrouped(node, int((~keep).sum()), f"no value for group-by field {first_missing!r}")
+            return idx[keep], [v[keep] for v in out]
+        return idx, out
+
+    def _no_column(self, node: _Node, src: _Node, name: str, role: str, n: int) -> None:
+        """A group-by or condition field of a correlation that names no column of the events."""
+        rule = node.rule
+        corr = node.state.corr if node.state is not None else None
+        key = "group-by" if role == "group-by" else "condition"
+        if rule.correlation is not None and corr is not None:
+            line, where = corr.line(key), f"correlation.{key}"
+        else:  # "selection | count(x) by y": the detection's condition holds the fields
+            line, where = rule.line, "detection.condition"
+        what = f"{role} field {name!r} of rule {rule.title!r}"
+        why = (
+            f"{what} names no column of the events that rule {src.rule.title!r} matched "
+            f"(no '{name}', 'num.{name}' or 'cat.{name}' column, nor an alias of its logsource)"
+        )
+        if self.missing_fields == "error":
+            raise RuleError(why, rule.source, line, where)
+        if rule.id not in self.stats.ungrouped_reason:
+            log.warning("%s line %s: field '%s': %s; %d hit(s) not correlated", rule.source, line, where, why, n)
+        self._ungrouped(node, n, why)
+
+    def _ungrouped(self, node: _Node, n: int, why: str) -> None:
+        self.stats.add(self.stats.ungrouped, node.rule.id, n)
+        self.stats.ungrouped_reason.setdefault(node.rule.id, why)
 
     def _correlate(
         self,
@@ -379,13 +520,19 @@ class RuleEngine:
                 idx = hits.get(ref, np.zeros(0, np.int64))
                 if not len(idx):
                     continue
-                groups = self._group_values(node, src, view, idx)
+                grouped = self._group_values(node, rule_idx, view, idx)
+                if grouped is None:
+                    continue
+                idx, groups = grouped
+                if not len(idx):
+                    continue
                 values: np.ndarray | list[None]
                 if corr.value_field:
                     col = view.resolve(corr.value_field, src.rule.logsource)
                     if col is None:
-                        values = [None] * len(idx)
-                    elif corr.type == "value_sum":
+                        self._no_column(node, src, corr.value_field, "condition", len(idx))
+                        continue
+                    if corr.type == "value_sum":
                         values = view.numeric(col)[idx]
                     else:
                         codes, uniq = view.factorized(col)
@@ -401,8 +548,8 @@ class RuleEngine:
                     )
             else:
                 for when, group, fired in fired_rows.get(ref, []):
-                    key = tuple(group.get(g, "") for g in corr.group_by)
-                    value = group.get(corr.value_field) if corr.value_field else None
+                    key = tuple(group[g] for g in node.fields[rule_idx])  # checked at build (_check_chain)
+                    value = group[corr.value_field] if corr.value_field else None
                     for eid in fired.event_ids[-1:]:
                         feed.append((when, rule_idx, key, value, eid))
         feed.sort(key=lambda f: f[0])

@@ -13,6 +13,12 @@ a true positive, used by risk fusion) and ``tests`` (where the rule's test lives
 Validation errors name the file, the line and the field::
 
     pack/telnet.yml line 12: field 'detection.condition': unknown selection 'sel2' (known: selection)
+
+Inside ``correlation`` only the Sigma keys (``type``, ``rules``, ``aliases``, ``group-by``,
+``timespan``, ``condition``, ``generate``) and, for ``periodic``, ``max_cv`` and ``min_interval``
+are accepted; anything else is an error rather than silently ignored. ``aliases`` follows the
+Sigma correlation specification: ``{alias: {rule name or id: field}}`` names, per correlated
+rule, the field whose value the alias stands for, and every alias is used in ``group-by``.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ CORRELATION_TYPES = (
     "periodic",  # project extension: periodic contact (beaconing)
 )
 CONDITION_OPS = ("gt", "gte", "lt", "lte", "eq", "neq")
+CORRELATION_KEYS = ("type", "rules", "aliases", "group-by", "timespan", "condition", "generate")
+PERIODIC_KEYS = ("max_cv", "min_interval")
 EXTENSION_TYPES = frozenset({"periodic"})
 _TIMESPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -120,6 +128,13 @@ class Correlation:
         ``periodic`` only: the largest coefficient of variation of the inter-event intervals.
     min_interval:
         ``periodic`` only: the smallest mean interval in seconds (floods are regular too).
+    generate:
+        Whether the detection rules it names also alert on their own (Sigma ``generate``).
+    aliases:
+        Sigma field-name aliases: alias -> (rule id or name -> the field holding the alias's value
+        in that rule's events). Each alias is a ``group_by`` entry.
+    lines:
+        The line of each key of the ``correlation`` section, for errors found after loading.
     """
 
     type: str
@@ -131,6 +146,18 @@ class Correlation:
     max_cv: float = 0.2
     min_interval: float = 0.0
     generate: bool = False
+    aliases: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False)
+
+    def line(self, key: str) -> int | None:
+        """The line of ``key`` (dotted: ``aliases.ip.rule_a``) in the ``correlation`` section, else of
+        the nearest enclosing key, else of the section (None if not known)."""
+        parts = key.split(".")
+        for n in range(len(parts), 0, -1):
+            hit = self.lines.get(".".join(parts[:n]))
+            if hit:
+                return hit
+        return self.lines.get("__section__")
 
 
 @dataclass(frozen=True)
@@ -305,10 +332,14 @@ def _validate(doc: Any, source: str) -> Rule:
         raise RuleError(f"must be a number in (0, 1), got {conf!r}", source, _line(doc, "confidence"), "confidence")
     detection: dict[str, Any] = {}
     correlation = None
+    generate = doc.get("generate")
+    if generate is not None and (has_det or not isinstance(generate, bool)):
+        why = "only a correlation rule has it" if has_det else f"must be true or false, got {generate!r}"
+        raise RuleError(why, source, _line(doc, "generate"), "generate")
     if has_det:
         detection = _check_detection(doc["detection"], source, _line(doc, "detection"))
     else:
-        correlation = _check_correlation(doc["correlation"], source, _line(doc, "correlation"))
+        correlation = _check_correlation(doc["correlation"], source, _line(doc, "correlation"), generate)
     logsource = doc.get("logsource", {}) or {}
     if not isinstance(logsource, dict):
         raise RuleError("must be a mapping", source, _line(doc, "logsource"), "logsource")
@@ -411,7 +442,9 @@ def _check_values(values: Any, mods: tuple[str, ...]) -> None:
                 raise ValueError(f"comparison needs a number, got {v!r}") from None
 
 
-def _check_correlation(corr: Any, source: str, line: int | None) -> Correlation:
+def _check_correlation(corr: Any, source: str, line: int | None, top_generate: bool | None = None) -> Correlation:
+    """Validate a ``correlation`` section; ``top_generate`` is a top-level ``generate`` (Sigma 2's
+    schema puts it there, pySigma reads it inside the section; either is honoured)."""
     if not isinstance(corr, dict):
         raise RuleError("must be a mapping", source, line, "correlation")
     ctype = corr.get("type")
@@ -422,10 +455,28 @@ def _check_correlation(corr: Any, source: str, line: int | None) -> Correlation:
             _line(corr, "type"),
             "correlation.type",
         )
+    allowed = CORRELATION_KEYS + (PERIODIC_KEYS if ctype == "periodic" else ())
+    for key in corr:
+        if key.startswith("__") or key in allowed:
+            continue
+        why = (
+            f"only the periodic type has {key!r}"
+            if key in PERIODIC_KEYS
+            else f"unknown correlation attribute {key!r} (allowed: {', '.join(allowed)})"
+        )
+        raise RuleError(why, source, _line(corr, key), f"correlation.{key}")
     rules = _as_list(corr.get("rules"))
     if not rules or not all(isinstance(r, str) for r in rules):
         raise RuleError("must list one or more rule ids or names", source, _line(corr, "rules"), "correlation.rules")
     group_by = _as_list(corr.get("group-by"))
+    if not all(isinstance(g, str) and g for g in group_by) or len(set(group_by)) != len(group_by):
+        raise RuleError(
+            f"must be a list of distinct field names, got {strip_lines(corr.get('group-by'))!r}",
+            source,
+            _line(corr, "group-by"),
+            "correlation.group-by",
+        )
+    aliases = _check_aliases(corr, group_by, source)
     timespan = parse_timespan(corr.get("timespan"), source, _line(corr, "timespan"), "correlation.timespan")
     cond = corr.get("condition", {})
     cond_line = _line(corr, "condition")
@@ -461,21 +512,92 @@ def _check_correlation(corr: Any, source: str, line: int | None) -> Correlation:
         if ctype in ("value_count", "value_sum") and not value_field:
             raise RuleError(f"{ctype} needs 'field'", source, cond_line, "correlation.condition")
     max_cv = corr.get("max_cv", 0.2)
-    if ctype == "periodic" and (not isinstance(max_cv, int | float) or max_cv <= 0):
+    if ctype == "periodic" and (not isinstance(max_cv, int | float) or isinstance(max_cv, bool) or max_cv <= 0):
         raise RuleError(
             f"must be a positive number, got {max_cv!r}", source, _line(corr, "max_cv"), "correlation.max_cv"
         )
+    min_interval = corr.get("min_interval", 0.0)
+    if not isinstance(min_interval, int | float) or isinstance(min_interval, bool) or min_interval < 0:
+        raise RuleError(
+            f"must be a number of seconds >= 0, got {min_interval!r}",
+            source,
+            _line(corr, "min_interval"),
+            "correlation.min_interval",
+        )
+    generate = corr.get("generate")
+    if generate is not None and not isinstance(generate, bool):
+        raise RuleError(
+            f"must be true or false, got {generate!r}", source, _line(corr, "generate"), "correlation.generate"
+        )
+    if generate is not None and top_generate is not None and generate != top_generate:
+        raise RuleError(
+            f"is {generate}, but the rule's top-level generate is {top_generate}",
+            source,
+            _line(corr, "generate"),
+            "correlation.generate",
+        )
+    lines = {k: v for k, v in corr.get("__lines__", {}).items() if isinstance(v, int)}
+    raw_aliases = corr.get("aliases") or {}
+    for alias, alias_line in raw_aliases.get("__lines__", {}).items():
+        lines[f"aliases.{alias}"] = alias_line
+        for ref, ref_line in raw_aliases[alias].get("__lines__", {}).items():
+            lines[f"aliases.{alias}.{ref}"] = ref_line
+    if line is not None:
+        lines["__section__"] = line
     return Correlation(
         type=str(ctype),
         rules=tuple(rules),
-        group_by=tuple(str(g) for g in group_by),
+        group_by=tuple(group_by),
         timespan=timespan,
         condition=ops,
         value_field=value_field,
         max_cv=float(max_cv),
-        min_interval=float(corr.get("min_interval", 0.0)),
-        generate=bool(corr.get("generate", False)),
+        min_interval=float(min_interval),
+        generate=bool(generate if generate is not None else top_generate),
+        aliases=aliases,
+        lines=lines,
     )
+
+
+def _check_aliases(corr: dict[str, Any], group_by: list[str], source: str) -> dict[str, dict[str, str]]:
+    """The ``aliases`` of a correlation section: ``{alias: {rule: field}}``, each alias in group-by.
+
+    Which rules the keys name (and that every correlated rule has a field) is checked when the
+    rules are put together (:class:`~misuse.rules.engine.RuleEngine`), since a key may be the
+    ``name`` of a rule listed by ``id``.
+    """
+    raw = corr.get("aliases")
+    if raw is None:
+        return {}
+    line = _line(corr, "aliases")
+    if not isinstance(raw, dict):
+        raise RuleError("must map each alias to {rule name: field}", source, line, "correlation.aliases")
+    out: dict[str, dict[str, str]] = {}
+    for alias, mapping in raw.items():
+        if alias.startswith("__"):
+            continue
+        where, at = f"correlation.aliases.{alias}", _line(raw, alias)
+        if not isinstance(mapping, dict):
+            raise RuleError(f"must map rule names to field names, got {strip_lines(mapping)!r}", source, at, where)
+        fields = {}
+        for ref, name in mapping.items():
+            if ref.startswith("__"):
+                continue
+            if not isinstance(name, str) or not name:
+                raise RuleError(f"must be a field name, got {name!r}", source, _line(mapping, ref), f"{where}.{ref}")
+            fields[str(ref)] = name
+        if not fields:
+            raise RuleError("must map at least one rule name to a field name", source, at, where)
+        if alias not in group_by:
+            raise RuleError(
+                f"alias {alias!r} is not used in group-by ({', '.join(group_by) or 'empty'}); "
+                "Sigma aliases name group-by fields",
+                source,
+                at,
+                where,
+            )
+        out[str(alias)] = fields
+    return out
 
 
 def iter_rule_files(paths: list[Path]) -> Iterator[Path]:

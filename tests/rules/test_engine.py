@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from misuse.errors import InvalidParameterError
 from misuse.events import Event, events_to_frame
 from misuse.rules.engine import RuleEngine
-from misuse.rules.model import RuleError, parse_rules
+from misuse.rules.model import RuleError, load_rules, parse_rules
 
 RULES = """
 title: failed
@@ -283,3 +285,169 @@ def test_the_garbage_collector_is_left_as_it_was(enabled: bool) -> None:
     finally:
         if was:
             gc.enable()
+
+
+def test_a_missing_rule_reference_points_at_the_rules_line(tmp_path: Path) -> None:
+    # prepare: the reference is on line 6, the rule starts on line 1
+    path = tmp_path / "c.yml"
+    path.write_text(
+        "title: c\nid: c\ncorrelation:\n  type: event_count\n  group-by: [peer]\n  rules: [nope]\n"
+        "  timespan: 1m\n  condition: {gte: 1}\n"
+    )
+    # execute
+    with pytest.raises(RuleError, match="'nope', which is not loaded") as info:
+        RuleEngine(load_rules(path))
+    # assert
+    assert (info.value.line, info.value.field_name) == (6, "correlation.rules")
+    assert str(info.value).startswith(f"{path} line 6: field 'correlation.rules'")
+
+
+ALIASES = """
+title: answered
+id: a
+name: answered
+detection: {sel: {kind: flow, conn_state: SF}, condition: sel}
+---
+title: login
+id: l
+name: login
+logsource: {product: linux, service: auth}
+detection: {sel: {action: login.success}, condition: sel}
+---
+title: scanned then logged in
+id: t
+misuse_type: unauthorized_access
+correlation:
+  type: temporal_ordered
+  rules: [answered, login]
+  group-by: [remote]
+  timespan: 10m
+  aliases:
+    remote:
+      answered: entity
+      login: peer
+"""
+
+
+def test_aliases_group_different_fields_of_different_rules() -> None:
+    # prepare: 10.0.0.9 connects (flow entity), then logs in (auth peer); 10.0.0.8 logs in without a flow
+    events = [
+        Event(
+            ts=0.0,
+            entity="10.0.0.9",
+            peer="10.0.0.1",
+            kind="flow",
+            action="tcp",
+            cat={"conn_state": "SF"},
+            event_id="f1",
+        ),
+        Event(ts=5.0, entity="root", peer="10.0.0.9", kind="auth", action="login.success", event_id="l1"),
+        Event(ts=6.0, entity="root", peer="10.0.0.8", kind="auth", action="login.success", event_id="l2"),
+    ]
+    # execute
+    alerts = RuleEngine(parse_rules(ALIASES)).run(events_to_frame(events))
+    # assert: one alert, on the address found in the flow's entity and the login's peer
+    assert [(a.detector, a.entity, a.evidence) for a in alerts] == [("rule:t", "10.0.0.9", ["f1", "l1"])]
+    assert {"feature": "remote", "typical": None, "actual": "10.0.0.9", "weight": 0.0} in alerts[0].contributions
+
+
+@pytest.mark.parametrize(
+    ("change", "message", "line", "field"),
+    [
+        (("      login: peer", "      nope: peer"), "'nope', which is not loaded", 24, "correlation.aliases.remote"),
+        (
+            ("      login: peer", "      login: peer\n      t: src"),
+            "not list in .rules.",
+            25,
+            "correlation.aliases.remote",
+        ),
+        (("      login: peer\n", ""), "no field for rule 'login'", 22, "correlation.aliases.remote"),
+    ],
+)
+def test_aliases_must_name_the_correlated_rules(
+    change: tuple[str, str], message: str, line: int, field: str, tmp_path: Path
+) -> None:
+    # prepare
+    path = tmp_path / "aliases.yml"
+    path.write_text(ALIASES.replace(*change))
+    # execute
+    with pytest.raises(RuleError, match=message) as info:
+        RuleEngine(load_rules(path))
+    # assert
+    assert (info.value.line, info.value.field_name) == (line, field)
+
+
+def test_a_correlation_over_a_correlation_groups_by_its_fields() -> None:
+    # prepare: "owned" groups by entity, but the brute-force correlation it counts groups by peer
+    rules = parse_rules(
+        RULES.replace("rules: [brute, success], group-by: [peer]", "rules: [brute, success], group-by: [entity]")
+    )
+    # execute
+    with pytest.raises(RuleError, match="'entity' is not a group-by field of the correlation 'brute'") as info:
+        RuleEngine(rules)
+    # assert
+    assert info.value.field_name == "correlation.group-by"
+
+
+GROUP_BY_HOST = """
+title: failed
+id: f
+name: failed
+logsource: {product: linux, service: auth}
+detection: {sel: {action: login.failed}, condition: sel}
+---
+title: many failures on one host
+id: h
+misuse_type: brute_force
+correlation:
+  type: event_count
+  rules: [failed]
+  group-by: [sensor]
+  timespan: 10m
+  condition: {gte: 10}
+"""
+
+
+def _failures(n: int, sensor: dict[str, str] | None = None) -> list[Event]:
+    return [
+        Event(ts=float(i), entity=f"u{i}", peer=f"10.0.0.{i}", kind="auth", action="login.failed",
+              cat=dict(sensor or {}), event_id=f"e{i}")
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_a_group_by_field_without_a_column_is_an_error_not_one_big_group(tmp_path: Path) -> None:
+    # prepare: 12 failures on 12 unrelated hosts; no event has a 'sensor' field
+    path = tmp_path / "h.yml"
+    path.write_text(GROUP_BY_HOST)
+    frame = events_to_frame(_failures(12))
+    # execute
+    with pytest.raises(RuleError, match="group-by field 'sensor' of rule 'many failures on one host'") as info:
+        RuleEngine(load_rules(path), missing_fields="error").run(frame)
+    skipping = RuleEngine(load_rules(path))
+    alerts = skipping.run(frame)
+    # assert: the error names the group-by line; skipping counts the hits and raises no alert
+    assert (info.value.line, info.value.field_name) == (14, "correlation.group-by")
+    assert alerts == []
+    assert skipping.stats.ungrouped == {"h": 12} and "names no column" in skipping.stats.ungrouped_reason["h"]
+
+
+def test_hits_without_a_group_value_are_counted_not_grouped_together() -> None:
+    # prepare: 12 failures without a sensor value, 3 with one
+    events = _failures(12) + [
+        Event(ts=20.0 + i, entity="x", peer="10.9.9.9", kind="auth", action="login.failed",
+              cat={"sensor": "gw1"}, event_id=f"s{i}")
+        for i in range(3)
+    ]  # fmt: skip
+    engine = RuleEngine(parse_rules(GROUP_BY_HOST), missing_fields="error")
+    # execute
+    alerts = engine.run(events_to_frame(events))
+    # assert
+    assert alerts == []
+    assert engine.stats.ungrouped == {"h": 12}
+    assert engine.stats.ungrouped_reason["h"] == "no value for group-by field 'sensor'"
+
+
+def test_missing_fields_must_be_error_or_skip() -> None:
+    with pytest.raises(InvalidParameterError, match="'missing_fields' parameter of RuleEngine must be one of"):
+        RuleEngine([], missing_fields="ignore")

@@ -132,3 +132,70 @@ def test_any_text_gives_rules_or_a_rule_error(text: str) -> None:
         assert str(exc).startswith("<text>")
         return
     assert isinstance(rules, list)
+
+
+CORR = """title: c
+id: c1
+correlation:
+  type: event_count
+  rules: [r1]
+  group-by: [peer]
+  timespan: 5m
+  condition:
+    gte: 3
+level: high
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "message"),
+    [
+        (CORR.replace("  timespan", "  ordered: true\n  timespan"), 7, "correlation.ordered", "unknown correlation"),
+        (CORR.replace("  timespan", "  max_cv: 0.3\n  timespan"), 7, "correlation.max_cv", "only the periodic"),
+        (CORR.replace("  timespan", "  generate: yes please\n  timespan"), 7, "correlation.generate", "true or false"),
+        (CORR.replace("[peer]", "[peer, peer]"), 6, "correlation.group-by", "distinct field names"),
+        (CORR.replace("  timespan", "  aliases: [peer]\n  timespan"), 7, "correlation.aliases", "must map"),
+        (
+            CORR.replace("  timespan", "  aliases:\n    addr: {r1: src_ip}\n  timespan"),
+            8,
+            "correlation.aliases.addr",
+            "not used in group-by",
+        ),
+        (
+            CORR.replace("[peer]", "[addr]").replace("  timespan", "  aliases:\n    addr: {r1: [a, b]}\n  timespan"),
+            8,
+            "correlation.aliases.addr.r1",
+            "must be a field name",
+        ),
+        (CORR + "generate: maybe\n", 11, "generate", "true or false"),
+        (GOOD + "generate: true\n", 9, "generate", "only a correlation rule"),
+    ],
+)
+def test_correlation_keys_are_checked_not_ignored(
+    text: str, line: int, field: str, message: str, tmp_path: Path
+) -> None:
+    # prepare
+    path = tmp_path / "corr.yml"
+    path.write_text(text)
+    # execute
+    with pytest.raises(RuleError, match=message) as info:
+        load_rules(path)
+    # assert: the error names the file, the key's own line and the field
+    assert (info.value.line, info.value.field_name) == (line, field)
+    assert str(info.value).startswith(f"{path} line {line}: field '{field}'")
+
+
+def test_correlation_aliases_generate_and_lines_are_kept() -> None:
+    # prepare
+    text = CORR.replace("[peer]", "[addr]").replace(
+        "  timespan", "  aliases:\n    addr: {r1: src_ip, r2: dst_ip}\n  timespan"
+    )
+    # execute
+    (plain,) = parse_rules(CORR)
+    (aliased,) = parse_rules(text)
+    (top,) = parse_rules(CORR + "generate: true\n")
+    # assert
+    assert aliased.correlation is not None and plain.correlation is not None and top.correlation is not None
+    assert aliased.correlation.aliases == {"addr": {"r1": "src_ip", "r2": "dst_ip"}}
+    assert plain.correlation.line("rules") == 5 and plain.correlation.line("condition") == 8
+    assert (plain.correlation.generate, top.correlation.generate) == (False, True)
