@@ -39,9 +39,21 @@ def _require_flower() -> None:
 
 
 def _quiet_flower() -> None:
+    """Flower logs warnings and errors only, without its deprecation notice for start_server/start_client
+    (docs/federated.md says why they are used) and without the traceback of an error this package
+    raises on purpose (:func:`handled` prints that one on one line)."""
     import logging
 
-    logging.getLogger("flwr").setLevel(logging.WARNING)
+    from misuse.errors import MisuseError
+
+    def keep(record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], MisuseError):
+            return False
+        return not str(record.msg).lstrip().startswith("DEPRECATED FEATURE")
+
+    flwr_log = logging.getLogger("flwr")
+    flwr_log.setLevel(logging.WARNING)
+    flwr_log.addFilter(keep)
 
 
 @federate_app.command("server")

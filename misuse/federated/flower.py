@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import flwr
+import grpc
 import numpy as np
 from flwr.common import (
     EvaluateRes,
@@ -29,6 +30,7 @@ from flwr.common import (
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg
 
+from misuse.errors import MisuseError
 from misuse.federated.aggregate import aggregate, gaussian_epsilon
 from misuse.federated.params import save_global
 from misuse.federated.site import SiteTrainer
@@ -187,11 +189,17 @@ def run_server(
 
 
 class SiteClient(flwr.client.NumPyClient):  # type: ignore[misc]
-    """A Flower NumPy client around a :class:`SiteTrainer` (local data stays in the trainer)."""
+    """A Flower NumPy client around a :class:`SiteTrainer` (local data stays in the trainer).
+
+    A :class:`~misuse.errors.MisuseError` raised while handling a message (a configuration the
+    site refuses) is kept in ``failure`` so that :func:`run_site` can raise it as it was.
+    """
 
     def __init__(self, trainer: SiteTrainer, on_round: Callable[[int, dict[str, float]], None] | None = None) -> None:
         self.trainer = trainer
         self.on_round = on_round
+        self.failure: MisuseError | None = None
+        self.messages = 0
 
     def get_parameters(self, config: dict[str, Scalar]) -> NDArrays:
         """The current local parameters (Flower asks only when no initial ones were given)."""
@@ -199,19 +207,50 @@ class SiteClient(flwr.client.NumPyClient):  # type: ignore[misc]
 
     def fit(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[NDArrays, int, dict[str, Scalar]]:
         """Train one round locally and return the (protected) parameters."""
-        arrays, n, metrics = self.trainer.fit(parameters, config)
+        self.messages += 1
+        try:
+            arrays, n, metrics = self.trainer.fit(parameters, config)
+        except MisuseError as exc:
+            self.failure = exc
+            raise
         if self.on_round is not None:
             self.on_round(int(config.get("round", 0)), metrics)
         return arrays, n, dict(metrics)
 
     def evaluate(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[float, int, dict[str, Scalar]]:
         """Loss of the global parameters on the local validation data."""
-        loss, n = self.trainer.evaluate(parameters)
+        self.messages += 1
+        try:
+            loss, n = self.trainer.evaluate(parameters)
+        except MisuseError as exc:
+            self.failure = exc
+            raise
         return loss, n, {}
 
 
 def run_site(
     address: str, trainer: SiteTrainer, on_round: Callable[[int, dict[str, float]], None] | None = None
 ) -> None:
-    """Connect to the server at ``address`` and take part until the server ends the run."""
-    flwr.client.start_client(server_address=address, client=SiteClient(trainer, on_round).to_client())
+    """Connect to the server at ``address`` and take part until the server ends the run.
+
+    Raises
+    ------
+    MisuseError
+        One line naming ``address`` when the server cannot be reached or the connection is lost
+        (gRPC's own error in brackets), or the error with which the site refused a message.
+    """
+    client = SiteClient(trainer, on_round)
+    try:
+        flwr.client.start_client(server_address=address, client=client.to_client())
+    except grpc.RpcError as exc:
+        code = exc.code().name if isinstance(exc, grpc.Call) else type(exc).__name__
+        details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+        if client.messages == 0:
+            what = f"cannot reach the federation server at {address}; is `misuse federate server` running there?"
+        else:
+            what = f"lost the federation server at {address} after {client.messages} message(s)"
+        raise MisuseError(f"{what} (gRPC {code}: {details})") from None
+    except Exception:
+        if client.failure is not None:
+            raise client.failure from None
+        raise

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from misuse.cli.common import EXIT_INPUT
+from misuse.cli.common import EXIT_FAIL, EXIT_INPUT
 from tests.conftest import REPO
 
 FED_PYTHON = REPO / ".venv-fed" / "bin" / "python"
@@ -192,6 +192,23 @@ def _site(py: Path, args: list[str], timeout: float = 60) -> subprocess.Complete
     return subprocess.run(
         [str(py), "-m", "misuse", "federate", *args], capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def test_site_reads_csv_with_a_mapping_and_names_an_unreachable_server_in_one_line(
+    fed_python: Path, tmp_path: Path
+) -> None:
+    csv, mapping = tmp_path / "sensors.csv", tmp_path / "sensors.yaml"
+    rows = [f"{1_700_000_000 + 30 * i},plug-{i % 3},{'on' if i % 2 else 'off'},{i % 7}" for i in range(200)]
+    csv.write_text("stamp,device,event,watts\n" + "\n".join(rows) + "\n")
+    mapping.write_text("ts: {column: stamp, epoch: s}\nentity: device\nkind: {constant: telemetry}\naction: event\n")
+    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+
+    done = _site(fed_python, ["site", "--server", address, "--data", str(csv), "--mapping", str(mapping)], 30)
+
+    # the CSV was read through the mapping (else: exit 3 and "needs a column mapping"), then the connection failed
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == EXIT_FAIL, done.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach the federation server at {address}")
 
 
 def test_server_refuses_a_trimmed_mean_that_would_trim_nothing(fed_python: Path) -> None:
