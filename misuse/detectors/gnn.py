@@ -48,10 +48,12 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from torch import nn
 
 from misuse.detectors.base import Contribution, _robust_center_scale
+from misuse.detectors.registry import RESTORE_ERRORS, one_line, read_meta
 from misuse.errors import InvalidParameterError, NotFittedError, SchemaError
 
 MODES = ("reconstruct", "classify")
@@ -474,22 +476,43 @@ class FlowGraphSAGE:
 
     @classmethod
     def load(cls, path: str | Path) -> FlowGraphSAGE:
-        """Load a model written by :meth:`save`."""
+        """Load a model written by :meth:`save`.
+
+        Raises
+        ------
+        SchemaError
+            Naming the file and the problem when a file is missing, empty, garbled, lacks a field
+            or a tensor, or does not fit the network its parameters describe.
+        """
         folder = Path(path)
         meta_path = folder / "detector.json"
         if not meta_path.exists():
             raise SchemaError(f"{folder}: not a saved FlowGraphSAGE (detector.json missing)")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("class") != "FlowGraphSAGE":
-            raise SchemaError(f"{meta_path}: class is {meta.get('class')!r}, not 'FlowGraphSAGE'")
-        model = cls(**meta["params"])
-        arrays = load_file(str(folder / "weights.safetensors"))
-        model.features_ = list(meta["features"])
-        model.classes_ = np.asarray(meta["classes"], dtype=str)
-        model.n_seen_ = int(meta.get("n_seen", 0))
-        model.median_ = np.asarray(arrays["median"])
-        model.scale_ = np.asarray(arrays["scale"])
-        model.struct_mean_ = np.asarray(arrays["struct_mean"])
-        model.struct_std_ = np.asarray(arrays["struct_std"])
-        model._set_weights({k[4:]: v for k, v in arrays.items() if k.startswith("net.")})
+        meta = read_meta(meta_path, ("class", "params", "features", "classes"))
+        if meta["class"] != "FlowGraphSAGE":
+            raise SchemaError(f"{meta_path}: class is {meta['class']!r}, not 'FlowGraphSAGE'")
+        try:
+            model = cls(**meta["params"])
+        except RESTORE_ERRORS as exc:
+            raise SchemaError(f"{meta_path}: 'params' do not fit FlowGraphSAGE ({one_line(exc)})") from None
+        weights = folder / "weights.safetensors"
+        if not weights.is_file():
+            raise SchemaError(f"{weights}: missing")
+        try:
+            arrays = load_file(str(weights))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise SchemaError(f"{weights}: not a safetensors file ({one_line(exc)})") from None
+        try:
+            model.features_ = list(meta["features"])
+            model.classes_ = np.asarray(meta["classes"], dtype=str)
+            model.n_seen_ = int(meta.get("n_seen", 0))
+            model.median_ = np.asarray(arrays["median"])
+            model.scale_ = np.asarray(arrays["scale"])
+            model.struct_mean_ = np.asarray(arrays["struct_mean"])
+            model.struct_std_ = np.asarray(arrays["struct_std"])
+            model._set_weights({k[4:]: v for k, v in arrays.items() if k.startswith("net.")})
+        except KeyError as exc:
+            raise SchemaError(f"{weights}: no tensor {exc.args[0]!r} (a saved FlowGraphSAGE has one)") from None
+        except RESTORE_ERRORS as exc:
+            raise SchemaError(f"{folder}: the saved files do not load as FlowGraphSAGE ({one_line(exc)})") from None
         return model
