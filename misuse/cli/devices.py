@@ -1,4 +1,10 @@
-"""``misuse devices train|list|check`` (device fingerprints) and ``misuse access`` (login patterns)."""
+"""``misuse devices train|list|check`` (device fingerprints) and ``misuse access`` (login patterns).
+
+Like ``misuse ingest``, every command counts the records it cannot read, sets them aside in
+``<project>/deadletter/<command>.jsonl`` (``devices-train``, ``devices-list``, ``devices-check``,
+``access``; each run replaces its command's file) and prints how many, where, and the first one's
+file, line and reason: on stdout after the table, on stderr with ``--json``.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +19,23 @@ from misuse.access.attempts import api_logins, login_attempts
 from misuse.access.monitor import LoginMonitor
 from misuse.access.mqtt import mqtt_logins
 from misuse.alerts.model import Alert
-from misuse.cli.common import DEFAULT_PROJECT, JsonOpt, ProjectOpt, console, emit_json, handled, open_store
+from misuse.cli.common import (
+    DEFAULT_PROJECT,
+    JsonOpt,
+    ProjectOpt,
+    console,
+    emit_json,
+    err_console,
+    handled,
+    open_store,
+)
+from misuse.cli.integrity import dead_letter_report, dead_letters, print_dead_letters
 from misuse.errors import InvalidParameterError, ParseError, SchemaError
 from misuse.fingerprint.classifier import DeviceClassifier, identify
 from misuse.fingerprint.features import ALL_GROUPS, GROUPS, window_features
 from misuse.fingerprint.monitor import FingerprintMonitor
 from misuse.fingerprint.observe import capture_observations, flow_observations
+from misuse.ingest.base import DeadLetter
 from misuse.ingest.formats import reader_for, sniff_format
 
 devices_app = typer.Typer(
@@ -64,18 +81,35 @@ def device_type(name: str) -> str:
     return head if head and tail.isdigit() else name
 
 
+def _report_bad(dead: DeadLetter, as_json: bool) -> None:
+    """The bad-record line of ``misuse ingest``: after the table, or on stderr when stdout is JSON."""
+    if not as_json:
+        print_dead_letters(dead)
+    elif dead.count:
+        err_console.print(
+            f"{dead.count:,} bad record(s) set aside in {dead.path}; first: {dead.first()}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
 def _windows(
-    paths: list[Path], keys: dict[str, str] | None, window: float, groups: tuple[str, ...] = ALL_GROUPS
+    paths: list[Path],
+    keys: dict[str, str] | None,
+    window: float,
+    dead: DeadLetter,
+    groups: tuple[str, ...] = ALL_GROUPS,
 ) -> pd.DataFrame:
-    """Fingerprint windows of the captures; ``groups`` default to all, so a saved classifier finds
-    whichever features it was trained on."""
+    """Fingerprint windows of the captures (unreadable records go to ``dead``); ``groups`` default
+    to all, so a saved classifier finds whichever features it was trained on."""
     parts = []
     for p in paths:
         fmt = sniff_format(p)
         if fmt in ("pcap", "pcapng"):
-            parts.append(capture_observations(p, keys))
+            parts.append(capture_observations(p, keys, dead=dead))
         elif fmt in ("zeek", "zeek-json"):
-            parts.append(flow_observations(reader_for(p, fmt)[1].read(p), keys))
+            parts.append(flow_observations(reader_for(p, fmt)[1].read(p, dead=dead), keys))
         else:
             raise ParseError(f"expected a pcap/pcapng capture or a Zeek conn log, found {fmt}", source=str(p))
     if not window > 0:
@@ -95,12 +129,17 @@ def train(
     dns_names: Annotated[
         bool, typer.Option("--dns-names", help="Also fingerprint the names devices look up (feature group 'dns').")
     ] = False,
+    project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Learn device-type fingerprints from captures of known devices and save the classifier."""
+    """Learn device-type fingerprints from captures of known devices and save the classifier.
+
+    Bad records are counted and set aside in ``<project>/deadletter/devices-train.jsonl``.
+    """
     with handled():
         keys, types = _device_table(devices)
-        f = _windows(captures, keys, window, (*GROUPS, "dns") if dns_names else GROUPS)
+        dead = dead_letters(project, "devices-train")
+        f = _windows(captures, keys, window, dead, (*GROUPS, "dns") if dns_names else GROUPS)
         if until:
             f = f[f["window_start"] < pd.Timestamp(until, tz="UTC").timestamp()]
         if f.empty:
@@ -109,9 +148,10 @@ def train(
         path = clf.save(model)
         counts = f["device"].map(types).value_counts().to_dict()
         if as_json:
-            emit_json({"model": str(path), "windows": len(f), "types": counts})
+            emit_json({"model": str(path), "windows": len(f), "types": counts, **dead_letter_report(dead)})
             return
         console.print(f"saved {path} from {len(f):,} windows: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
+        print_dead_letters(dead)
 
 
 @devices_app.command("list")
@@ -131,27 +171,32 @@ def list_devices(
     max_distance: Annotated[
         float, typer.Option("--max-distance", help="Farther (in the type's radii) and the type is 'unknown'.")
     ] = 3.0,
+    project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
     """List the devices in captures with their identified type and confidence.
 
-    Without --devices every private IPv4 address is a device.
+    Without --devices every private IPv4 address is a device. Bad records are counted and set
+    aside in ``<project>/deadletter/devices-list.jsonl``.
     """
     with handled():
         clf = DeviceClassifier.load(model)
         keys, types = _device_table(devices) if devices else (None, {})
+        dead = dead_letters(project, "devices-list")
         ident = identify(
-            _windows(captures, keys, window), clf, min_confidence=min_confidence, max_distance=max_distance
+            _windows(captures, keys, window, dead), clf, min_confidence=min_confidence, max_distance=max_distance
         )
         if types:
             ident["expected"] = ident["device"].map(types).fillna("")
         if as_json:
             emit_json(ident.to_dict(orient="records"))
+            _report_bad(dead, as_json)
             return
         table = Table(*ident.columns)
         for row in ident.itertuples(index=False):
             table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
         console.print(table)
+        _report_bad(dead, as_json)
 
 
 @devices_app.command("check")
@@ -164,7 +209,10 @@ def check(
     store: Annotated[bool, typer.Option("--store", help="Also save the alerts in the project store.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Alert when a device's traffic stops matching its type's fingerprint (spoofing, takeover)."""
+    """Alert when a device's traffic stops matching its type's fingerprint (spoofing, takeover).
+
+    Bad records are counted and set aside in ``<project>/deadletter/devices-check.jsonl``.
+    """
     with handled():
         clf = DeviceClassifier.load(model)
         keys, types = _device_table(devices)
@@ -172,8 +220,10 @@ def check(
         for d, t in types.items():
             if t in clf.classes_:
                 mon.enroll(d, t)
-        alerts = mon.check(_windows(captures, keys, window), window)
+        dead = dead_letters(project, "devices-check")
+        alerts = mon.check(_windows(captures, keys, window, dead), window)
         _show(alerts, project if store else None, "fingerprint", as_json)
+        _report_bad(dead, as_json)
 
 
 def access(
@@ -200,15 +250,19 @@ def access(
     store: Annotated[bool, typer.Option("--store", help="Also save the alerts in the project store.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find brute force, spraying, stuffing, success after failures and unusual logins in auth events."""
+    """Find brute force, spraying, stuffing, success after failures and unusual logins in auth events.
+
+    Bad records are counted and set aside in ``<project>/deadletter/access.jsonl``.
+    """
     with handled():
+        dead = dead_letters(project, "access")
         parts = []
         for p in paths:
             fmt = sniff_format(p)
             if fmt in ("pcap", "pcapng"):
-                parts.append(mqtt_logins(p))
+                parts.append(mqtt_logins(p, dead=dead))
                 continue
-            frame = reader_for(p, fmt, **({"year": year} if fmt == "authlog" else {}))[1].read(p)
+            frame = reader_for(p, fmt, **({"year": year} if fmt == "authlog" else {}))[1].read(p, dead=dead)
             parts += [login_attempts(frame), api_logins(frame)]
         att = pd.concat(parts, ignore_index=True).sort_values("ts", kind="stable")
         mon = LoginMonitor(min_unusual=min_unusual)
@@ -217,6 +271,7 @@ def access(
             mon.learn_many(att[att["ts"] < cut])
             att = att[att["ts"] >= cut]
         _show(mon.process_many(att), project if store else None, "access", as_json)
+        _report_bad(dead, as_json)
 
 
 def _show(alerts: list[Alert], project: Path | None, dataset: str, as_json: bool) -> None:

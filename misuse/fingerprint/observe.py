@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from misuse.errors import InvalidParameterError, SchemaError
+from misuse.ingest.base import DeadLetter
 from misuse.ingest.pcap_dns import dns_queries, query_packets
 from misuse.ingest.pcap_stream import PacketArrays, iter_packet_arrays
 
@@ -170,13 +171,19 @@ def _with_dns(obs: pd.DataFrame, dns: Mapping[int, str] | None) -> pd.DataFrame:
     return obs.assign(dns_name=asked.where(obs["outbound"].to_numpy(dtype=bool), ""))
 
 
-def capture_observations(path: str | Path, devices: Mapping[str, str] | None) -> pd.DataFrame:
+def capture_observations(
+    path: str | Path, devices: Mapping[str, str] | None, *, dead: DeadLetter | None = None
+) -> pd.DataFrame:
     """:func:`packet_observations` of one capture file, with the names of its DNS queries (a second,
-    cheap pass over the file parses only the packets the first pass saw going to port 53)."""
+    cheap pass over the file parses only the packets the first pass saw going to port 53).
+
+    Records the packet reader cannot read go to ``dead`` (a fresh in-memory
+    :class:`~misuse.ingest.base.DeadLetter` when None) and are skipped.
+    """
     queries: set[int] = set()
 
     def tap() -> Iterator[PacketArrays]:
-        for arr in iter_packet_arrays(path):
+        for arr in iter_packet_arrays(path, dead=dead):
             queries.update(query_packets([arr]))
             yield arr
 

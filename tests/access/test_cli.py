@@ -139,3 +139,57 @@ def test_devices_list_with_an_empty_model_file_is_one_line_and_exit_3(tmp_path: 
     assert result.output.strip().splitlines() == [
         f"error: {tmp_path / 'fp.npz'}: cannot read device classifier: the file is empty"
     ]
+
+
+def _cowrie_with_a_broken_line(tmp_path: Path) -> Path:
+    base = {"session": "s1", "src_ip": "6.6.6.6", "sensor": "h"}
+    rows = [
+        json.dumps(base | {"eventid": "cowrie.login.failed", "timestamp": f"2018-05-06T17:44:{i:02d}Z",
+                           "username": "root", "password": str(i)})
+        for i in range(12)
+    ]  # fmt: skip
+    rows.insert(3, '{"eventid": "cowrie.login.failed", "timestamp": ')  # cut off mid-record
+    p = tmp_path / "cowrie.json"
+    p.write_text("\n".join(rows) + "\n")
+    return p
+
+
+def test_access_reports_bad_records_like_ingest(tmp_path: Path) -> None:
+    log = _cowrie_with_a_broken_line(tmp_path)
+    project = tmp_path / "p"
+
+    table = runner.invoke(app, ["access", str(log), "-p", str(project)])
+    as_json = runner.invoke(app, ["access", str(log), "-p", str(project), "--json"])
+
+    dead_file = project / "deadletter" / "access.jsonl"
+    assert table.exit_code == 0, table.output
+    assert "1 alert(s)" in table.stdout  # the 12 good failures still make a brute force
+    assert f"1 bad record(s) set aside in {dead_file}; first: {log} line 4: not valid JSON" in table.stdout
+    assert as_json.exit_code == 0
+    assert [a["detector"] for a in json.loads(as_json.stdout)] == ["access.login.brute_force"]
+    assert "1 bad record(s) set aside" in as_json.stderr
+    assert len(dead_file.read_text().splitlines()) == 1  # each run replaces the previous run's file
+
+
+def test_devices_list_and_check_report_a_corrupt_capture(tmp_path: Path) -> None:
+    cam = _capture(tmp_path, "cam.pcap", "192.168.1.10", 443, 900, 0.0)
+    lock = _capture(tmp_path, "lock.pcap", "192.168.1.11", 8883, 40, 0.0)
+    table = tmp_path / "devices.csv"
+    table.write_text("device,address\ncam-01,192.168.1.10\nlock-01,192.168.1.11\n")
+    model = tmp_path / "fp"
+    project = tmp_path / "p"
+    runner.invoke(app, ["devices", "train", str(cam), str(lock), "--devices", str(table), "-m", str(model)])
+    corrupt = tmp_path / "corrupt.pcap"
+    corrupt.write_bytes(cam.read_bytes()[:24] + b"\xff" * 40)  # a pcap header, then no readable record
+
+    listed = runner.invoke(app, ["devices", "list", str(corrupt), "-m", str(model), "-p", str(project)])
+    listed_json = runner.invoke(app, ["devices", "list", str(corrupt), "-m", str(model), "-p", str(project), "--json"])
+    checked = runner.invoke(
+        app, ["devices", "check", str(corrupt), "-m", str(model), "--devices", str(table), "-p", str(project)]
+    )
+
+    assert listed.exit_code == 0, listed.output
+    assert "1 bad record(s) set aside in" in listed.stdout and f"{corrupt} line 1: byte 24" in listed.stdout
+    assert json.loads(listed_json.stdout) == [] and "1 bad record(s) set aside" in listed_json.stderr
+    assert checked.exit_code == 0, checked.output
+    assert f"set aside in {project / 'deadletter' / 'devices-check.jsonl'}" in checked.stdout

@@ -12,7 +12,13 @@ import pytest
 from misuse.errors import InvalidParameterError, SchemaError
 from misuse.events import Event, events_to_frame
 from misuse.fingerprint.features import ALL_GROUPS, feature_columns, window_features
-from misuse.fingerprint.observe import flow_observations, packet_observations, parse_device_keys
+from misuse.fingerprint.observe import (
+    capture_observations,
+    flow_observations,
+    packet_observations,
+    parse_device_keys,
+)
+from misuse.ingest.base import DeadLetter
 from misuse.ingest.pcap_stream import iter_packet_arrays
 
 from .conftest import CAM_MAC, arp, frame
@@ -40,6 +46,19 @@ def test_packet_observations_take_the_device_side(write_pcap: Callable[[list[tup
     assert obs["proto"].tolist() == [6, 6, 17, 0]
     assert obs["remote_local"].tolist() == [False, False, True, True]
     assert obs["remote_net"].iloc[0] == obs["remote_net"].iloc[1] != 0
+
+
+def test_capture_observations_set_a_broken_record_aside(
+    write_pcap: Callable[[list[tuple[float, bytes]]], Path],
+) -> None:
+    pcap = write_pcap([(100.0 + i, frame(CAM, "52.70.158.224", 50000, 443, size=100)) for i in range(3)])
+    pcap.write_bytes(pcap.read_bytes()[:-20])  # the third record is cut short
+    dead = DeadLetter()
+
+    obs = capture_observations(pcap, DEVICES, dead=dead)
+
+    assert len(obs) == 2
+    assert dead.count == 1 and (dead.first() or "").startswith(f"{pcap} line 3: ")
 
 
 def test_device_keys_must_be_addresses() -> None:
