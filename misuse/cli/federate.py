@@ -132,6 +132,16 @@ def site(
         str | None,
         typer.Option("--mapping", help="Column mapping for csv/jsonl: a built-in name or a YAML file (as for ingest)."),
     ] = None,
+    clip_norm: Annotated[
+        float,
+        typer.Option("--clip-norm", help="Always clip this site's update to at most this L2 norm (0 = the server's)."),
+    ] = 0.0,
+    noise: Annotated[
+        float,
+        typer.Option(
+            "--noise-multiplier", help="Always add at least this much noise (x clip norm), whatever the server asks."
+        ),
+    ] = 0.0,
     model: ModelOpt = "autoencoder",
     window: Annotated[float, typer.Option("--window", help="Window length in seconds (autoencoder).")] = 60.0,
     hidden: HiddenOpt = 8,
@@ -142,13 +152,21 @@ def site(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Join a federation: train on local data, send only model parameters and metrics."""
+    """Join a federation: train on local data, send only model parameters and metrics.
+
+    ``--clip-norm`` and ``--noise-multiplier`` are the site's own privacy floor: each round the
+    site applies the smaller clip norm and the larger noise multiplier of its own and the server's.
+    """
     _require_flower()
     with handled():
         from misuse.federated.data import WINDOW_FEATURES, read_events, split_rows, user_actions, window_matrix
         from misuse.federated.flower import run_site
         from misuse.federated.site import SiteTrainer, make_model
 
+        if clip_norm < 0 or noise < 0:
+            raise InvalidParameterError(f"--clip-norm and --noise-multiplier must be >= 0; got {clip_norm} and {noise}")
+        if noise > 0 and clip_norm <= 0:
+            raise InvalidParameterError(f"--noise-multiplier {noise} needs --clip-norm > 0 (the update's sensitivity)")
         events = read_events(data, fmt, mapping)
         net = make_model(model, n_features=len(WINDOW_FEATURES), hidden=hidden, buckets=buckets, seed=seed)
         train: Any
@@ -161,15 +179,35 @@ def site(
             users = user_actions(events)
             train = {u: a[: max(1, int(len(a) * 0.8))] for u, a in users.items()}
             valid = {u: a[max(1, int(len(a) * 0.8)) :] or a for u, a in users.items()}
-        trainer = SiteTrainer(net, train, valid, poison_scale=poison_scale)
+        trainer = SiteTrainer(
+            net, train, valid, poison_scale=poison_scale, clip_norm=clip_norm or None, noise_multiplier=noise
+        )
         _quiet_flower()
 
         def on_round(r: int, metrics: dict[str, float]) -> None:
             if not as_json:
-                console.print(f"round {r}: trained, local loss {metrics['train_loss']:.5f}")
+                _, clip, z = trainer.sent_[-1]
+                sent = f"clipped to {clip:g}, noise x{z:g}" if clip > 0 else "without clipping or noise"
+                console.print(f"round {r}: trained, local loss {metrics['train_loss']:.5f}; update sent {sent}")
 
         run_site(server_address, trainer, on_round)
+        eps = trainer.epsilon()
         if as_json:
-            emit_json({"site_done": True, "train_examples": len(train)})
-        else:
-            console.print("federation finished")
+            finite = eps is not None and eps != float("inf")
+            emit_json(
+                {
+                    "site_done": True,
+                    "train_examples": len(train),
+                    "rounds": len(trainer.sent_),
+                    "epsilon": eps if finite else None,
+                    "delta": 1e-5 if finite else None,
+                }
+            )
+            return
+        if eps is not None:
+            n = len(trainer.sent_)
+            if eps == float("inf"):
+                console.print(f"privacy at this site: none (of {n} update(s), some went out without clipping or noise)")
+            else:
+                console.print(f"privacy at this site: ({eps:.2f}, 1e-05)-DP over {n} rounds, from its own protection")
+        console.print("federation finished")

@@ -180,6 +180,7 @@ def run_server(
             "epsilon": gaussian_epsilon(noise, rounds, 1e-5) if clip > 0 and noise > 0 else None,
             "unit": "one site's whole data, over all rounds (local DP at the site, no sampling amplification)",
             "neighbours": "the site's data replaced by any other: L2 sensitivity 2 x clip_norm per update",
+            "bound": "the weakest site's; a site with its own --clip-norm/--noise-multiplier floor may be stronger",
         },
     }
     final = strategy.final if strategy.final is not None else initial

@@ -7,14 +7,15 @@ It returns only arrays of the model's fixed shapes, an example count and scalar 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from misuse.errors import InvalidParameterError
-from misuse.federated.aggregate import clip_and_noise
+from misuse.federated.aggregate import clip_and_noise, gaussian_epsilon
 from misuse.federated.models import ActionNB, FedAutoencoder
 
 #: the model kinds a federation can train
@@ -52,6 +53,10 @@ class SiteTrainer:
         Seed of the privacy noise, for reproducible evaluations only. It is the site's own and is
         never taken from the server's configuration (a server that knew the seed could subtract the
         noise). None, the deployment default, draws fresh entropy every round.
+    clip_norm, noise_multiplier:
+        The site's own privacy floor: the update is always clipped to at most ``clip_norm`` (None:
+        no floor) and noised with at least ``noise_multiplier``, whatever the server's
+        configuration asks (:meth:`protection`), so a server cannot switch the protection off.
     """
 
     model: Model
@@ -59,6 +64,53 @@ class SiteTrainer:
     valid: Any
     poison_scale: float | None = None
     noise_seed: int | None = None
+    clip_norm: float | None = None
+    noise_multiplier: float = 0.0
+    #: (round, clip norm, noise multiplier) of every update this site sent
+    sent_: list[tuple[int, float, float]] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.clip_norm is not None and not (math.isfinite(self.clip_norm) and self.clip_norm > 0):
+            raise InvalidParameterError(
+                f"SiteTrainer clip_norm must be a finite number > 0 or None; got {self.clip_norm!r}"
+            )
+        if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier >= 0):
+            raise InvalidParameterError(
+                f"SiteTrainer noise_multiplier must be a finite number >= 0; got {self.noise_multiplier!r}"
+            )
+        if self.noise_multiplier > 0 and self.clip_norm is None:
+            raise InvalidParameterError(
+                f"SiteTrainer noise_multiplier {self.noise_multiplier} needs a clip_norm (the update's sensitivity)"
+            )
+
+    def protection(self, config: Mapping[str, Any]) -> tuple[float, float]:
+        """The (clip norm, noise multiplier) applied this round: the stronger of the site's and the server's.
+
+        The smaller clip norm (0 = no clipping) and the larger noise multiplier win. Noise asked by
+        the server without a clip norm, and without one at the site, is refused.
+
+        Examples
+        --------
+        >>> t = SiteTrainer(ActionNB(buckets=8), {}, {}, clip_norm=1.0, noise_multiplier=2.0)
+        >>> t.protection({"clip_norm": 0.0, "noise_multiplier": 0.0})  # a server asking for none
+        (1.0, 2.0)
+        >>> t.protection({"clip_norm": 0.5, "noise_multiplier": 3.0})
+        (0.5, 3.0)
+        """
+        server_clip = float(config.get("clip_norm", 0.0) or 0.0)
+        server_noise = float(config.get("noise_multiplier", 0.0) or 0.0)
+        for name, value in (("clip_norm", server_clip), ("noise_multiplier", server_noise)):
+            if not (math.isfinite(value) and value >= 0):  # NaN would compare as "no noise"
+                raise InvalidParameterError(f"the server sent {name} {value!r}; expected a finite number >= 0")
+        clips = [c for c in (server_clip, self.clip_norm or 0.0) if c > 0]
+        clip = min(clips) if clips else 0.0
+        noise = max(server_noise, self.noise_multiplier, 0.0)
+        if noise > 0 and clip <= 0:
+            raise InvalidParameterError(
+                f"the server asked for noise_multiplier {server_noise} without a clip_norm, "
+                "and this site has no --clip-norm of its own: refusing to send an update of unknown sensitivity"
+            )
+        return clip, noise
 
     def fit(
         self, arrays: Sequence[np.ndarray], config: Mapping[str, Any]
@@ -66,8 +118,10 @@ class SiteTrainer:
         """One round of local training from the global ``arrays``; returns (arrays, examples, metrics).
 
         ``config`` may hold ``epochs``, ``lr``, ``seed``, ``round``, and the privacy parameters
-        ``clip_norm`` (> 0 enables clipping) and ``noise_multiplier``.
+        ``clip_norm`` (> 0 enables clipping) and ``noise_multiplier``, which the site's own floor
+        can only strengthen (:meth:`protection`).
         """
+        clip, noise = self.protection(config)
         old = [np.asarray(a, dtype="float64") for a in arrays]
         self.model.set_arrays(old)
         if isinstance(self.model, FedAutoencoder):
@@ -80,8 +134,6 @@ class SiteTrainer:
             n = self.model.fit_local(self.train)
             loss = self.model.evaluate_local(self.train)
         new = self.model.get_arrays()
-        clip = float(config.get("clip_norm", 0.0) or 0.0)
-        noise = float(config.get("noise_multiplier", 0.0) or 0.0)
         norm = float(np.sqrt(sum(float(((a - b) ** 2).sum()) for a, b in zip(new, old, strict=True))))
         if clip > 0:
             rnd = int(config.get("round", 0))
@@ -89,7 +141,24 @@ class SiteTrainer:
             new = clip_and_noise(new, old, clip, noise, seed=noise_seed)
         if self.poison_scale is not None:
             new = [b + self.poison_scale * (a - b) for a, b in zip(new, old, strict=True)]
+        self.sent_.append((int(config.get("round", 0)), clip, noise))
         return new, int(n), {"train_loss": float(loss), "update_norm": norm}
+
+    def epsilon(self, delta: float = 1e-5) -> float | None:
+        """The epsilon of everything this site has sent so far (None before the first round).
+
+        Computed from the protection the site applied itself, not from the server's statement:
+        rounds with different noise multipliers ``z_r`` compose like ``rounds`` rounds at
+        ``z = sqrt(rounds / sum(1 / z_r^2))`` (Rényi DP adds up). Infinite if any round went
+        out without clipping or noise.
+        """
+        if not self.sent_:
+            return None
+        if any(clip <= 0 or noise <= 0 for _, clip, noise in self.sent_):
+            return math.inf
+        rounds = len(self.sent_)
+        z = math.sqrt(rounds / sum(1.0 / noise**2 for _, _, noise in self.sent_))
+        return gaussian_epsilon(z, rounds, delta)
 
     def evaluate(self, arrays: Sequence[np.ndarray]) -> tuple[float, int]:
         """Loss of the global ``arrays`` on the local validation data, and its size."""

@@ -207,6 +207,36 @@ def test_site_noise_is_reproducible_only_with_the_sites_own_seed() -> None:
     assert not np.array_equal(sent(None), sent(None))  # deployment: fresh noise, unknown to the server
 
 
+def test_site_floor_protects_its_update_whatever_the_server_asks() -> None:
+    users = {"u1": ["ls", "cd"] * 50, "u2": ["vi"] * 40}
+    start = ActionNB(buckets=4096).get_arrays()
+    trainer = SiteTrainer(ActionNB(buckets=4096), users, users, noise_seed=3, clip_norm=0.5, noise_multiplier=2.0)
+
+    sent = trainer.fit(start, {"round": 1, "clip_norm": 0.0, "noise_multiplier": 0.0})[0]  # the server asks for none
+    trainer.fit(start, {"round": 2, "clip_norm": 0.2, "noise_multiplier": 1.0})  # stronger clip, weaker noise
+
+    assert float(np.std(sent[0] - start[0])) == pytest.approx(2.0 * 0.5, rel=0.05)  # noise z x C was added
+    assert trainer.sent_ == [(1, 0.5, 2.0), (2, 0.2, 2.0)]
+    assert trainer.epsilon() == pytest.approx(gaussian_epsilon(2.0, 2))
+
+
+def test_site_refuses_server_privacy_settings_it_cannot_honour() -> None:
+    X = _blobs(0, 40, 0.0, d=4)
+    start = FedAutoencoder(4, hidden=2).get_arrays()
+    plain = SiteTrainer(FedAutoencoder(4, hidden=2), X, X)
+    floored = SiteTrainer(FedAutoencoder(4, hidden=2), X, X, clip_norm=1.0, noise_multiplier=1.0)
+
+    with pytest.raises(InvalidParameterError, match=r"noise_multiplier 1\.0 without a clip_norm"):
+        plain.fit(start, {"clip_norm": 0.0, "noise_multiplier": 1.0})
+    with pytest.raises(InvalidParameterError, match="the server sent noise_multiplier nan"):
+        floored.fit(start, {"clip_norm": 1.0, "noise_multiplier": float("nan")})  # NaN must not mean "no noise"
+    with pytest.raises(InvalidParameterError, match="needs a clip_norm"):
+        SiteTrainer(FedAutoencoder(4, hidden=2), X, X, noise_multiplier=1.0)
+    assert plain.epsilon() is None and floored.epsilon() is None  # nothing was sent
+    plain.fit(start, {})
+    assert plain.epsilon() == math.inf
+
+
 def test_site_reads_csv_through_a_column_mapping(tmp_path: Path) -> None:
     csv = tmp_path / "flows.csv"
     rows = [

@@ -7,6 +7,7 @@ absence is a failure.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from misuse.cli.common import EXIT_FAIL, EXIT_INPUT
+from misuse.federated.aggregate import gaussian_epsilon
 from tests.conftest import REPO
 
 FED_PYTHON = REPO / ".venv-fed" / "bin" / "python"
@@ -178,14 +180,22 @@ def test_what_leaves_a_site_is_parameters_and_metrics_only(fed_python: Path, tmp
         flows, cmds = tmp_path / f"flows{i}.jsonl", tmp_path / f"cmds{i}.jsonl"
         secrets += _write_flows(flows, i, minutes=60 * (i + 1)) + _write_commands(cmds, i)
         site_args.append(["--model", "actions", "--buckets", "256", "--data", str(flows), "--data", str(cmds)])
+    site_args[1] += ["--clip-norm", "0.5", "--noise-multiplier", "1"]  # its own floor; the server asks for none
     record = tmp_path / "record"
     server_args = ["--model", "actions", "--buckets", "256", "--rounds", "2", "--sites", "2"]
     server_args += ["--strategy", "fedmedian", "--out", str(tmp_path / "out"), "--record", str(record)]
 
-    _run(fed_python, server_args, site_args, tmp_path)
+    summary = _run(fed_python, server_args, site_args, tmp_path)
 
     raws = _check_messages(record, 4, [{"shape": [256], "dtype": "float64"}], secrets)  # 2 rounds x 2 sites
     assert len({len(raw) for raw in raws}) == 1  # sites with 1 h and 2 h of data send the same number of bytes
+    # the second site noised its updates although the server asked for no protection
+    assert summary["privacy"]["epsilon"] is None  # type: ignore[index]
+    noised = [bool((np.load(io.BytesIO(raw)) < 0).any()) for raw in raws]  # frequencies + noise go negative
+    assert sorted(noised) == [False, False, True, True]
+    log = (tmp_path / "site1.log").read_text()
+    assert "update sent clipped to 0.5, noise x1" in log
+    assert f"privacy at this site: ({gaussian_epsilon(1.0, 2):.2f}, 1e-05)-DP over 2 rounds" in log
 
 
 def _site(py: Path, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
