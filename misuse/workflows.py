@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from misuse.alerts.model import Alert
-from misuse.errors import InvalidParameterError, ParseError
+from misuse.errors import InvalidParameterError, NotFittedError, ParseError
 from misuse.events import ts_ok
 from misuse.ingest.base import DeadLetter, Reader
 from misuse.pipeline import WindowModel, detect, train
@@ -233,13 +233,11 @@ def detect_on_store(
     ------
     InvalidParameterError
         When ``since`` is not a date or time (see :func:`parse_time`).
+    NotFittedError
+        When no model is named and none has been trained.
     """
     start = None if since is None else parse_time(since, "since")
-    name = model_name or store.active_model("window")
-    if name is None:
-        from misuse.errors import StoreError
-
-        raise StoreError(f"{store.root}: no trained model; run `misuse train` first")
+    name = window_model_name(store, model_name)
     model = WindowModel.load(store.model_dir(name))
     events = store.events(dataset)
     if start is not None:
@@ -248,3 +246,17 @@ def detect_on_store(
     store.clear_alerts(dataset, name)
     store.add_alerts(alerts, dataset=dataset, model=name)
     return alerts, scored
+
+
+def window_model_name(store: Store, model_name: str | None = None) -> str:
+    """The window model to detect with: ``model_name``, else the store's active one.
+
+    Raises
+    ------
+    NotFittedError
+        When no model is named and none has been trained.
+    """
+    name = model_name or store.active_model("window")
+    if name is None:
+        raise NotFittedError(f"{store.root}: no trained model; run `misuse train` first")
+    return name

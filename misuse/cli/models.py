@@ -24,12 +24,13 @@ from misuse.cli.common import (
     progress,
     ticker,
 )
+from misuse.detectors.threshold import FPRThreshold
 from misuse.errors import InvalidParameterError
 from misuse.scale.cluster import parse_cluster
 from misuse.workflows import detect_on_store, parse_time, train_on_store
 
 
-def _usage_error(option: str, value: str, expected: str) -> typer.Exit:
+def _usage_error(option: str, value: object, expected: str) -> typer.Exit:
     """Print one line naming the option and its value; the exit (code 2) to raise."""
     err_console.print(
         f"[bold red]error:[/] {option} {escape(repr(value))}: {escape(expected)}", highlight=False, soft_wrap=True
@@ -37,8 +38,8 @@ def _usage_error(option: str, value: str, expected: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
-def check_options(*, cluster: str | None = None, **times: str | None) -> None:
-    """Refuse a bad ``--cluster`` or time option (``until=...``, ``since=...``) before any work.
+def check_options(*, cluster: str | None = None, fpr: float | None = None, **times: str | None) -> None:
+    """Refuse a bad ``--cluster``, ``--fpr`` or time option (``until=...``, ``since=...``) before any work.
 
     Raises
     ------
@@ -55,6 +56,13 @@ def check_options(*, cluster: str | None = None, **times: str | None) -> None:
                 f"--{name}",
                 value,
                 "not a date or time (ISO-8601 such as 2024-05-01 or 2024-05-01T12:00:00Z, years 1677 to 2262)",
+            ) from None
+    if fpr is not None:
+        try:
+            FPRThreshold(fpr)
+        except InvalidParameterError:
+            raise _usage_error(
+                "--fpr", fpr, "expected a false-positive rate between 0 and 1 (exclusive), e.g. 0.01"
             ) from None
     if cluster is not None:
         try:
@@ -88,7 +96,7 @@ def train(
     Reads the stored dataset, or with ``--partitioned DIR`` a dataset partitioned by entity, whose
     per-entity work runs on Dask with ``--cluster`` (same model as in one process).
     """
-    check_options(cluster=cluster, until=until)
+    check_options(cluster=cluster, fpr=fpr, until=until)
     with handled():
         check_cluster(partitioned, cluster)
         store = open_store(project, create=partitioned is not None)

@@ -10,13 +10,12 @@ from typing import Any
 import pandas as pd
 
 from misuse.alerts.model import Alert
-from misuse.errors import StoreError
 from misuse.pipeline import WindowModel, detect, train
 from misuse.scale.cluster import connect, parse_cluster
 from misuse.scale.partition import DEFAULT_BUCKETS, PartitionedDataset, write_partitioned
 from misuse.scale.run import detect_partitioned, train_partitioned
 from misuse.store.duck import Store
-from misuse.workflows import IngestResult, ingest_files
+from misuse.workflows import IngestResult, ingest_files, window_model_name
 
 Tick = Callable[[int], None]
 
@@ -103,12 +102,16 @@ def detect_on_partitioned(
     since: str | None = None,
     tick: Tick | None = None,
 ) -> tuple[list[Alert], pd.DataFrame]:
-    """Run a stored model over a partitioned dataset (on Dask with ``cluster``), store the alerts."""
+    """Run a stored model over a partitioned dataset (on Dask with ``cluster``), store the alerts.
+
+    Raises
+    ------
+    NotFittedError
+        When no model is named and none has been trained.
+    """
     if cluster is not None:
         parse_cluster(cluster)
-    name = model_name or store.active_model("window")
-    if name is None:
-        raise StoreError(f"{store.root}: no trained model; run `misuse train` first")
+    name = window_model_name(store, model_name)
     model = WindowModel.load(store.model_dir(name))
     ds = PartitionedDataset.open(partitioned)
     detector_name = f"window-{model.info.get('detector', 'model')}"
