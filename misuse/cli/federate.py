@@ -22,7 +22,8 @@ federate_app = typer.Typer(
 
 NO_FLOWER = (
     "misuse federate needs Flower (flwr), which is kept out of the main environment (it pins older "
-    "fastapi/starlette): run `make venv-fed` or `python3 -m venv .venv-fed && .venv-fed/bin/pip install -e . flwr`, "
+    "fastapi/starlette): run `make venv-fed` or "
+    "`python3 -m venv .venv-fed && .venv-fed/bin/pip install -e '.[federated]'`, "
     "then use `.venv-fed/bin/misuse federate ...` (docs/federated.md)"
 )
 
