@@ -226,6 +226,13 @@ def apply(
         console.print(table)
         verb = "decided (dry run)" if dry_run else "decided and logged"
         console.print(f"{verb}: {len(decisions)} alert(s)")
+        partial = sum(d["history"] == "alerts" for d in decisions)
+        if partial:
+            console.print(
+                f"{partial} of them with the entity's history counted over its alerts only (no window model "
+                "and events of their dataset in the store): risk_ema, streak, recent and age differ from training",
+                highlight=False,
+            )
 
 
 @policy_app.command("log")

@@ -9,12 +9,8 @@ network call): the rows are a record for a person or an enforcement point to act
 ``undo`` only changes a row's status. :func:`learn_from_feedback` feeds the analysts' verdicts
 (the store's ``feedback`` table) on decided alerts back into the policy, once per decision.
 
-The observation of a stored alert follows :data:`~misuse.response.env.OBS_FEATURES`: the fused
-risk of the entity's alerts in the alert's window (:func:`misuse.rules.fusion.fuse`), its score
-over its threshold, and the context of the entity's earlier alerts, verdicts and actions. The
-store keeps alerts, not every scored window, so ``risk_ema``, ``streak``, ``recent`` and ``age``
-are computed over the entity's alerts; window features come from the alert's contributions when
-it names them and are otherwise taken as typical.
+The observation of a stored alert (:mod:`misuse.response.observe`) follows
+:data:`~misuse.response.env.OBS_FEATURES` and is computed as in training where the store allows.
 """
 
 from __future__ import annotations
@@ -28,12 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from misuse.alerts.model import Alert
 from misuse.errors import InvalidParameterError, StoreError
-from misuse.response.env import ACTIONS, CONTAINING, IGNORE, OBS_FEATURES, RECENT
+from misuse.response.env import ACTIONS, CONTAINING, IGNORE
+from misuse.response.observe import observe
 from misuse.response.policy import BanditPolicy, verdict_reward
-from misuse.response.replay import score_ratio
-from misuse.rules.fusion import fuse
 from misuse.store.duck import Store
 
 TABLE = "response_actions"
@@ -57,79 +51,19 @@ def ensure_table(store: Store) -> None:
     store.con.execute(f"UPDATE {TABLE} SET status = 'no_action' WHERE action = 'ignore' AND status = 'active'")
 
 
-def _alert(row: pd.Series) -> Alert:
-    return Alert(
-        entity=str(row["entity"]),
-        window_start=pd.Timestamp(row["window_start"]).to_pydatetime(),
-        window_end=pd.Timestamp(row["window_end"]).to_pydatetime(),
-        score=float(row["score"]),
-        threshold=float(row["threshold"]),
-        severity=str(row["severity"]),
-        misuse_type=str(row["misuse_type"]),
-        detector=str(row["detector"]),
-        summary=str(row["summary"]),
-        contributions=list(row["contributions"]),
-        alert_id=str(row["alert_id"]),
-    )
-
-
-def observations(store: Store, alerts: pd.DataFrame, window: float = 60.0) -> np.ndarray:
-    """One observation per row of ``alerts`` (the store's alert frame), in row order."""
+def contained_entities(store: Store) -> set[str]:
+    """Entities any policy has rate-limited or quarantined (logged, whether undone or not)."""
     ensure_table(store)
-    if len(alerts) == 0:
-        return np.zeros((0, len(OBS_FEATURES)))
-    objs = [_alert(r) for _, r in alerts.iterrows()]
-    fused = {(r.entity, int(r.window_start.timestamp() // window)): r for r in fuse(objs, window=window)}
-    verdicts = store.con.execute(
-        "SELECT a.entity, f.verdict, count(*) FROM feedback f JOIN alerts a USING (alert_id) GROUP BY 1, 2"
+    rows = store.con.execute(
+        f"SELECT DISTINCT entity FROM {TABLE} WHERE action IN ({', '.join('?' * len(CONTAINING))})",
+        list(CONTAINING),
     ).fetchall()
-    tp: dict[str, int] = {}
-    fp: dict[str, int] = {}
-    for entity, verdict, n in verdicts:
-        (tp if verdict == "true_positive" else fp)[entity] = int(n)
-    held = {
-        r[0]
-        for r in store.con.execute(
-            f"SELECT DISTINCT entity FROM {TABLE} WHERE action IN ({', '.join('?' * len(CONTAINING))})",
-            list(CONTAINING),
-        ).fetchall()
-    }
-    out = np.full((len(objs), len(OBS_FEATURES)), np.nan)
-    history: dict[str, list[tuple[int, float]]] = {}
-    order = sorted(range(len(objs)), key=lambda i: objs[i].window_start)
-    for i in order:
-        a = objs[i]
-        b = int(a.window_start.timestamp() // window)
-        risk = fused[(a.entity, b)].risk
-        past = history.setdefault(a.entity, [])
-        ema = 0.0
-        for _, r in past:
-            ema = 0.8 * ema + 0.2 * r
-        streak = 0
-        for tb, _ in reversed(past):
-            if tb != b - 1 - streak:
-                break
-            streak += 1
-        t_, f_ = tp.get(a.entity, 0), fp.get(a.entity, 0)
-        ctx = {
-            "risk": risk,
-            "score_ratio": float(score_ratio(a.score, a.threshold)),
-            "signals": float(len(fused[(a.entity, b)].contributions)),
-            "risk_ema": ema,
-            "streak": float(np.log1p(streak)),
-            "recent": float(np.log1p(sum(1 for tb, _ in past if b - RECENT <= tb < b))),
-            "age": float(np.log1p(len(past))),
-            "fp_rate": (f_ + 1.0) / (t_ + f_ + 2.0),
-            "tp_rate": (t_ + 1.0) / (t_ + f_ + 2.0),
-            "contained_before": float(a.entity in held),
-        }
-        for c in a.contributions:
-            name = str(c.get("feature", ""))
-            if name in OBS_FEATURES and name not in ctx:
-                ctx[name] = float(c.get("actual", np.nan))
-        out[i] = [ctx.get(f, np.nan) for f in OBS_FEATURES]
-        past.append((b, risk))
-    return out
+    return {str(r[0]) for r in rows}
+
+
+def observations(store: Store, alerts: pd.DataFrame, window: float = 60.0, floor: float = 0.35) -> np.ndarray:
+    """One observation per row of ``alerts`` (see :func:`misuse.response.observe.observe`)."""
+    return observe(store, alerts, window, floor, contained_entities(store))[0]
 
 
 def _action_id(policy_name: str, alert_id: str) -> str:
@@ -148,16 +82,19 @@ def apply(
     """Decide on every alert not yet decided by this policy; log each decision unless ``dry_run``.
 
     Returns one dict per decision: ``action_id, alert_id, entity, action, risk, because`` (the
-    features that favoured the action over the runner-up, with actual and typical values).
+    features that favoured the action over the runner-up, with actual and typical values) and
+    ``history``: whether the entity's history features came from every scored window, as in
+    training, or from its alerts only (see :mod:`misuse.response.observe`).
     """
     ensure_table(store)
     alerts = store.alerts() if alerts is None else alerts
     done = {r[0] for r in store.con.execute(f"SELECT alert_id FROM {TABLE} WHERE policy = ?", [policy_name]).fetchall()}
     alerts = alerts[~alerts["alert_id"].isin(done)].reset_index(drop=True)
-    obs = observations(store, alerts, window)
+    floor = float(getattr(policy, "setting_", {}).get("floor", 0.35))
+    obs, sources = observe(store, alerts, window, floor, contained_entities(store))
     out, rows = [], []
     now = datetime.now(UTC)
-    for (_, row), x in zip(alerts.iterrows(), obs, strict=True):
+    for (_, row), x, source in zip(alerts.iterrows(), obs, sources, strict=True):
         action, because = policy.explain(x)
         decision = {
             "action_id": _action_id(policy_name, str(row["alert_id"])),
@@ -166,6 +103,7 @@ def apply(
             "action": ACTIONS[action],
             "risk": float(x[0]),
             "because": [asdict(c) for c in because],
+            "history": source,
         }
         out.append(decision)
         rows.append(
