@@ -200,23 +200,35 @@ def train_on_store(
     seed: int = 0,
     benign_only: bool = False,
     until: str | None = None,
+    tick: Tick | None = None,
 ) -> WindowModel:
     """Train a window model on a stored dataset (optionally only events before ``until``) and register it.
+
+    ``tick(1)`` is called after each stored part is read, once the model is trained and once it
+    is saved: :func:`train_steps` times in all.
 
     Raises
     ------
     InvalidParameterError
         When ``until`` is not a date or time (see :func:`parse_time`).
     """
+    step = tick if tick is not None else (lambda n: None)
     limit = None if until is None else parse_time(until, "until")
-    events = store.events(dataset)
+    events = store.events(dataset, tick=tick)
     if limit is not None:
         events = events[events["ts"] < limit]
     model = train(events, window=window, target_fpr=target_fpr, detector=detector, seed=seed, benign_only=benign_only)
+    step(1)
     model.info["dataset"] = dataset
     model.save(store.model_dir(model_name))
     store.register_model(model_name, "window", model.info)
+    step(1)
     return model
+
+
+def train_steps(store: Store, dataset: str) -> int:
+    """How many ticks :func:`train_on_store` gives for ``dataset``: one per stored part, two more."""
+    return len(store.event_parts(dataset)) + 2
 
 
 def detect_on_store(

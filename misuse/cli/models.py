@@ -27,7 +27,7 @@ from misuse.cli.common import (
 from misuse.detectors.threshold import FPRThreshold
 from misuse.errors import InvalidParameterError
 from misuse.scale.cluster import parse_cluster
-from misuse.workflows import detect_on_store, parse_time, train_on_store
+from misuse.workflows import detect_on_store, parse_time, train_on_store, train_steps
 
 
 def _usage_error(option: str, value: object, expected: str) -> typer.Exit:
@@ -103,7 +103,9 @@ def train(
         opts = {"window": window, "target_fpr": fpr, "seed": seed}
         common = {"detector": detector, "benign_only": benign_only, "until": until}
         if partitioned is None:
-            m = train_on_store(store, dataset, model, **opts, **common)  # type: ignore[arg-type]
+            with progress(not as_json) as prog:
+                tick = ticker(prog, "training", total=train_steps(store, dataset))
+                m = train_on_store(store, dataset, model, tick=tick, **opts, **common)  # type: ignore[arg-type]
         else:
             from misuse.scale.workflows import train_on_partitioned
 

@@ -10,7 +10,7 @@ add what differs (opening, writing events and alerts, registering models).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -117,9 +117,15 @@ class TableStore:
         for p in self.event_parts(dataset):
             yield pq.read_table(p, columns=columns).to_pandas()
 
-    def events(self, dataset: str, columns: list[str] | None = None) -> pd.DataFrame:
-        """All events of a dataset as one frame (sorted by time)."""
-        frames = list(self.iter_events(dataset, columns))
+    def events(
+        self, dataset: str, columns: list[str] | None = None, tick: Callable[[int], None] | None = None
+    ) -> pd.DataFrame:
+        """All events of a dataset as one frame (sorted by time); ``tick(1)`` after each part read."""
+        frames = []
+        for frame in self.iter_events(dataset, columns):
+            frames.append(frame)
+            if tick is not None:
+                tick(1)
         if not frames:
             raise StoreError(f"{self.root}: dataset '{dataset}' has no events (known: {self.dataset_names()})")
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

@@ -1,12 +1,14 @@
-"""What a script sees from the CLI: the exit code of each documented meaning (misuse/cli/common.py)
-and one line of error."""
+"""What a script sees from the CLI: the exit code of each documented meaning (misuse/cli/common.py),
+one line of error, and no progress bar when asked for none (MISUSE_NO_PROGRESS)."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from misuse.cli import app
@@ -101,3 +103,22 @@ def test_feedback_with_an_unknown_verdict_is_a_usage_error(tmp_path: Path) -> No
 
     assert r.exit_code == EXIT_USAGE
     assert _one_line(r.output).startswith("error: verdict 'maybe' is not one of true_positive")
+
+
+@pytest.mark.parametrize(("quiet", "shown"), [(None, True), ("1", False)])
+def test_train_shows_progress_on_a_terminal_unless_misuse_no_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quiet: str | None, shown: bool
+) -> None:
+    project = _project(tmp_path, files=2)
+    terminal = io.StringIO()
+    monkeypatch.setattr("misuse.cli.common.err_console", Console(file=terminal, force_terminal=True, width=100))
+    if quiet is None:
+        monkeypatch.delenv("MISUSE_NO_PROGRESS", raising=False)
+    else:
+        monkeypatch.setenv("MISUSE_NO_PROGRESS", quiet)
+
+    r = runner.invoke(app, ["train", "-p", str(project)])
+
+    assert r.exit_code == 0, r.output
+    assert ("training" in terminal.getvalue() and "4/4" in terminal.getvalue()) is shown  # 2 parts + train + save
+    assert shown or terminal.getvalue() == ""

@@ -129,3 +129,13 @@ def test_an_unreadable_part_leaves_its_dataset_out_of_the_view_not_the_store_unu
 
     assert left_out == ["bad"]
     assert rows == [("good", 3)]
+
+
+def test_reading_a_dataset_ticks_once_per_stored_part(tmp_path: Path) -> None:
+    ticks: list[int] = []
+    with Store(tmp_path / "p") as s:
+        s.write_events("d", [events_to_frame(_events(2, e)) for e in ("a", "b", "c")], ["f"])
+
+        frame = s.events("d", tick=ticks.append)
+
+    assert (len(frame), ticks) == (6, [1, 1, 1])
