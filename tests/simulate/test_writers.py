@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import re
 import time
@@ -13,6 +12,11 @@ import pandas as pd
 import pytest
 
 from misuse.errors import InvalidParameterError
+from misuse.ingest.authlog import AuthLogReader
+from misuse.ingest.base import Reader
+from misuse.ingest.formats import sniff_format
+from misuse.ingest.native import EventJsonReader
+from misuse.ingest.zeek import ZeekReader
 from misuse.simulate import SimulatedSite, simulate_site, write_site
 
 SYSLOG = re.compile(r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d hub sshd\[\d+\]: \S")
@@ -113,34 +117,20 @@ def test_out_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
         write_site(simulate_site(seed=1, days=1, scale=0.1), target)
 
 
-def _reader(module: str, name: str) -> type:
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        pytest.skip(f"{module} not importable yet: {exc}")
-    if not hasattr(mod, name):
-        pytest.skip(f"{module} has no {name} yet")
-    return getattr(mod, name)  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize(
-    ("key", "frame", "module", "cls", "kwargs"),
+    ("key", "frame", "reader"),
     [
-        ("conn", "flows", "misuse.ingest.zeek", "ZeekReader", {}),
-        ("auth", "auth", "misuse.ingest.authlog", "AuthLogReader", {"year": 2026}),
-        ("app", "commands", "misuse.ingest.native", "EventJsonReader", {}),
+        ("conn", "flows", ZeekReader()),
+        ("auth", "auth", AuthLogReader(year=2026)),
+        ("app", "commands", EventJsonReader()),
     ],
+    ids=["conn", "auth", "app"],
 )
 def test_project_readers_read_back_the_same_events(
-    written: tuple[SimulatedSite, dict[str, Path]],
-    key: str,
-    frame: str,
-    module: str,
-    cls: str,
-    kwargs: dict[str, object],
+    written: tuple[SimulatedSite, dict[str, Path]], key: str, frame: str, reader: Reader
 ) -> None:
     site, paths = written
-    got = _reader(module, cls)(**kwargs).read(paths[key])
+    got = reader.read(paths[key])
     mine: pd.DataFrame = getattr(site, frame)
     assert len(got) == len(mine)
     # auth.log carries no labels: the ground truth lives only in the simulator's frames
@@ -151,9 +141,5 @@ def test_project_readers_read_back_the_same_events(
 
 def test_format_sniffing_recognises_every_file(written: tuple[SimulatedSite, dict[str, Path]]) -> None:
     _, paths = written
-    try:
-        from misuse.ingest.formats import sniff_format
-    except ImportError as exc:
-        pytest.skip(f"misuse.ingest.formats not importable yet: {exc}")
     found = {key: sniff_format(paths[key]) for key in ("conn", "auth", "app")}
     assert found == {"conn": "zeek", "auth": "authlog", "app": "events-jsonl"}
