@@ -18,6 +18,15 @@ drift        anomaly              far from the fingerprint, but no new port and 
 
 Alerts explain themselves: the features farthest from the type's typical values (typical vs
 actual), the probabilities, the new ports, and the window's first packets/flows as evidence.
+
+:meth:`FingerprintMonitor.check` raises one alert per *run*: consecutive windows of one device
+with the same finding (the device's next window starting at most one window length after the
+previous one ended; a window without that finding ends the run) make one alert spanning them,
+with the number of windows, their span and the figures of its strongest window in the summary, a
+``consecutive_windows`` contribution and the first packets/flows of the windows as evidence. A
+spoofed device seen for a week is one alert, not 176. Runs are grouped within one call (a run
+that continues into the next call starts a new alert there). :meth:`FingerprintMonitor.window_alerts`
+gives the alerts of the single windows.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from misuse.fingerprint.classifier import DeviceClassifier
 
 DETECTOR = "fingerprint"
 _DYNAMIC = 49152
+_MAX_EVIDENCE = 50  # event ids kept in an alert over several windows
 
 
 class FingerprintMonitor:
@@ -63,6 +73,13 @@ class FingerprintMonitor:
     >>> w = pd.DataFrame({"device": ["10.0.0.5"], "window_start": [0.0], "units": [50], "f.a": [8.1]})
     >>> [a.misuse_type for a in mon.check(w)]
     ['impersonation']
+
+    Consecutive windows with the same finding are one alert:
+
+    >>> week = pd.DataFrame({"device": "10.0.0.5", "window_start": np.arange(168) * 3600.0, "units": 50, "f.a": 8.0})
+    >>> alerts = mon.check(week)
+    >>> len(mon.window_alerts(week)), len(alerts), alerts[0].contributions[-1]["actual"]
+    (168, 1, 168)
     """
 
     def __init__(
@@ -177,8 +194,8 @@ class FingerprintMonitor:
             index=known.index,
         )
 
-    def check(self, windows: pd.DataFrame, window: float | None = None) -> list[Alert]:
-        """Alerts for the windows of enrolled devices (unknown devices are skipped).
+    def window_alerts(self, windows: pd.DataFrame, window: float | None = None) -> list[Alert]:
+        """One alert per window of an enrolled device that raises a finding (unknown devices are skipped).
 
         Parameters
         ----------
@@ -187,15 +204,44 @@ class FingerprintMonitor:
         window:
             The window length in seconds, for the alerts' end time (default: one hour).
         """
-        s = self.scores(windows)
-        out: list[Alert] = []
+        return [a for _, _, a in self._per_window(windows, window or 3600.0) if a is not None]
+
+    def check(self, windows: pd.DataFrame, window: float | None = None) -> list[Alert]:
+        """Alerts for the windows of enrolled devices, one per run of consecutive windows with the
+        same finding (see the module docstring); unknown devices are skipped.
+
+        Parameters
+        ----------
+        windows:
+            Window features (:func:`~misuse.fingerprint.features.window_features`).
+        window:
+            The window length in seconds: the alerts' end time, and how much silence a run bridges
+            (default: one hour).
+        """
         length = window or 3600.0
+        out: list[Alert] = []
+        run: list[Alert] = []
+        last: tuple[str, float] | None = None
+        for device, start, alert in sorted(self._per_window(windows, length), key=lambda r: (r[0], r[1])):
+            follows = last is not None and last[0] == device and start - last[1] <= 2 * length
+            if run and not (alert is not None and follows and alert.detector == run[-1].detector):
+                out.append(_merge(run))
+                run = []
+            if alert is not None:
+                run.append(alert)
+            last = (device, start)
+        if run:
+            out.append(_merge(run))
+        return sorted(out, key=lambda a: (a.window_start, a.entity))
+
+    def _per_window(self, windows: pd.DataFrame, length: float) -> list[tuple[str, float, Alert | None]]:
+        """(device, window start, alert or None) for every window of an enrolled device, in order."""
+        s = self.scores(windows)
+        out: list[tuple[str, float, Alert | None]] = []
         for i, r in s.iterrows():
             row = windows.loc[[i]]
             self._enrolled.move_to_end(str(r["device"]))
-            alert = self._finding(r, row, length)
-            if alert is not None:
-                out.append(alert)
+            out.append((str(r["device"]), float(r["window_start"]), self._finding(r, row, length)))
         return out
 
     def _finding(self, r: pd.Series, row: pd.DataFrame, length: float) -> Alert | None:
@@ -257,3 +303,36 @@ class FingerprintMonitor:
             contributions=contrib,
             evidence=list(row["evidence"].iloc[0]) if "evidence" in row.columns else [],
         )
+
+
+def _merge(run: list[Alert]) -> Alert:
+    """One alert for a run of window alerts of one device and finding (in time order)."""
+    if len(run) == 1:
+        return run[0]
+    top = max(run, key=lambda a: a.score)
+    start, end = run[0].window_start, run[-1].window_end
+    evidence = list(top.evidence)
+    for a in run:
+        if len(evidence) >= _MAX_EVIDENCE:
+            break
+        evidence += [e for e in a.evidence[:1] if e not in evidence]
+    summary = (
+        f"{len(run)} consecutive windows from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC; "
+        f"the strongest: {top.summary}"
+    )
+    return Alert(
+        entity=top.entity,
+        window_start=start,
+        window_end=end,
+        score=top.score,
+        threshold=top.threshold,
+        severity=top.severity,
+        misuse_type=top.misuse_type,
+        detector=top.detector,
+        summary=summary,
+        contributions=[
+            *top.contributions,
+            {"feature": "consecutive_windows", "typical": 1, "actual": len(run), "weight": 0.0},
+        ],
+        evidence=evidence[:_MAX_EVIDENCE],
+    )

@@ -132,13 +132,51 @@ def test_genuine_traffic_raises_nothing_and_another_type_is_spoofing() -> None:
     lock_as_cam = test[test["device"] == "lock-01"].assign(device="cam-01")
 
     genuine = mon.check(cam)
-    spoofed = mon.check(lock_as_cam)
+    spoofed = mon.window_alerts(lock_as_cam)
 
     assert genuine == []
     assert len(spoofed) == len(lock_as_cam)
     a = spoofed[0]
     assert a.misuse_type == MisuseType.IMPERSONATION and a.detector == "fingerprint.spoofing"
     assert a.contributions[0]["feature"] == "p_enrolled_type" and a.evidence == ["lock:0"]
+
+
+def test_consecutive_windows_with_the_same_finding_are_one_alert() -> None:
+    mon, test = _monitor()
+    cam = test[test["device"] == "cam-01"].reset_index(drop=True)  # hourly windows 0..39
+    lock = test[test["device"] == "lock-01"].reset_index(drop=True).assign(device="cam-01")
+    # lock traffic under the camera's address in hours 0-9 and 12-19 (hours 10-11 genuine),
+    # then again in hours 30-34 after a silence of 10 hours
+    mixed = pd.concat([lock.iloc[0:10], cam.iloc[10:12], lock.iloc[12:20], lock.iloc[30:35]], ignore_index=True)
+
+    alerts = mon.check(mixed.sample(frac=1.0, random_state=0))  # any order in
+
+    assert [a.contributions[-1]["actual"] for a in alerts] == [10, 8, 5]
+    first = alerts[0]
+    assert first.detector == "fingerprint.spoofing" and first.entity == "cam-01"
+    assert (first.window_start.timestamp(), first.window_end.timestamp()) == (0.0, 10 * 3600.0)
+    assert first.summary.startswith("10 consecutive windows from 1970-01-01 00:00 to 1970-01-01 10:00 UTC; ")
+    assert first.score == max(a.score for a in mon.window_alerts(mixed.iloc[0:10]))
+    assert {f"lock:{i}" for i in range(10)} <= set(first.evidence)
+    assert alerts[2].window_start.timestamp() == 30 * 3600.0
+
+
+def test_runs_of_different_findings_or_devices_are_separate_alerts() -> None:
+    mon, test = _monitor()
+    cam = test[test["device"] == "cam-01"].head(4).copy()
+    cam["f.size.mean"] = 20.0  # far from every camera window: drift, or takeover with a new port
+    cam["ports"] = [frozenset({443}), frozenset({443}), frozenset({6667}), frozenset({6667})]
+    other = cam.assign(device="cam-02")
+    mon.enroll("cam-02", "cam")
+
+    alerts = mon.check(pd.concat([cam, other], ignore_index=True))
+
+    assert [(a.entity, a.detector.split(".")[1], a.contributions[-1]["actual"]) for a in alerts] == [
+        ("cam-01", "drift", 2),
+        ("cam-02", "drift", 2),
+        ("cam-01", "takeover", 2),
+        ("cam-02", "takeover", 2),
+    ]
 
 
 def test_far_traffic_on_new_ports_is_takeover_and_without_them_drift() -> None:
