@@ -1,8 +1,9 @@
 """Federated vs local-only vs centralised detectors on real data split into sites.
 
 Run: ``.venv/bin/python benchmarks/federated.py [--data ../shared/data] [--seeds 0 1 2]``
-(about 2-3 minutes on 2 loaded cores; no Flower needed: the sites' rounds run in-process through the
-same :class:`misuse.federated.site.SiteTrainer` and :func:`misuse.federated.aggregate.aggregate` that
+(under a minute: 49 s wall, 26 s of CPU, with the default three seeds on 2 cores shared with other
+work; no Flower needed: the sites' rounds run in-process through the same
+:class:`misuse.federated.site.SiteTrainer` and :func:`misuse.federated.aggregate.aggregate` that
 the Flower apps use; ``tests/federated/test_flower_e2e.py`` covers the real multi-process deployment).
 
 1. IoT-23 scenarios as sites (Zeek conn.log -> 60 s window features -> :class:`FedAutoencoder`):
