@@ -203,7 +203,11 @@ def apply(
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Learn from new analyst feedback, then decide on every undecided alert, explain and log it."""
+    """Learn from new analyst feedback, then decide on every undecided alert, explain and log it.
+
+    Decisions are recorded in the store (`misuse policy log`), not enforced: no device is blocked
+    or throttled by misuse.
+    """
     with handled():
         from misuse.response import actions
 
@@ -244,7 +248,7 @@ def log(
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
-    """The log of decisions, newest first: what was done to which entity, why, and whether it holds."""
+    """The log of decisions, newest first: what was decided for which entity, why, and its status."""
     with handled():
         from misuse.response import actions
 
@@ -277,7 +281,7 @@ def undo(
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Undo a logged action, or all of an entity's active ones (an ignore decision has nothing to undo)."""
+    """Mark a logged action undone, or all of an entity's active ones (the log only: nothing is enforced)."""
     with handled():
         from misuse.response import actions
 

@@ -37,8 +37,8 @@ _DDL = f"""CREATE TABLE IF NOT EXISTS {TABLE} (
     undone_at TIMESTAMPTZ, learned BOOLEAN)"""
 
 
-#: ``status`` of a logged decision: a containing or threshold action in force, one lifted by
-#: :func:`undo`, or an ``ignore`` decision, which puts nothing in force and cannot be undone.
+#: ``status`` of a logged decision: ``active`` (recorded, not undone), ``undone`` by :func:`undo`,
+#: or ``no_action`` for an ``ignore`` decision, which asks for nothing and cannot be undone.
 STATUSES = ("active", "undone", "no_action")
 
 
