@@ -44,10 +44,11 @@ import pandas as pd
 from misuse.alerts.model import Alert
 from misuse.errors import InvalidParameterError, SchemaError
 from misuse.events import Event, events_to_frame
-from misuse.rules.correlation import CorrelationState, Fired
+from misuse.rules.correlation import Fired
 from misuse.rules.derive import Enricher
-from misuse.rules.detection import CompiledDetection, FrameView
-from misuse.rules.model import Correlation, Rule, RuleError
+from misuse.rules.detection import FrameView
+from misuse.rules.graph import Node, build_graph
+from misuse.rules.model import Rule, RuleError
 from misuse.rules.sigma import VIRTUAL, FieldMap
 
 SEVERITY = {"informational": "low", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
@@ -72,16 +73,6 @@ class EngineStats:
     def add(self, table: dict[str, int], key: str, n: int) -> None:
         """Increment ``table[key]`` by ``n``."""
         table[key] = table.get(key, 0) + n
-
-
-@dataclass
-class _Node:
-    rule: Rule
-    compiled: CompiledDetection | None = None
-    state: CorrelationState | None = None
-    inputs: list[str] = field(default_factory=list)  # rule ids feeding a correlation
-    fields: list[tuple[str, ...]] = field(default_factory=list)  # per input: its group-by fields (aliases resolved)
-    alerts: bool = True
 
 
 def _ts_seconds(frame: pd.DataFrame) -> np.ndarray:
@@ -216,151 +207,7 @@ class RuleEngine:
         self.reset()
 
     def _build(self) -> None:
-        self.nodes: dict[str, _Node] = {}
-        lookup: dict[str, str] = {}
-        for rule in self.rules:
-            if rule.id in self.nodes:
-                raise RuleError(f"duplicate rule id {rule.id!r}", rule.source, rule.line, "id")
-            node = _Node(rule)
-            if rule.correlation is None:
-                node.compiled = CompiledDetection(rule.detection, rule.logsource)
-            self.nodes[rule.id] = node
-            for key in (rule.id, rule.name):
-                if key and lookup.get(key, rule.id) != rule.id:
-                    other = self.nodes[lookup[key]].rule
-                    raise RuleError(
-                        f"{key!r} already names rule {other.title!r} ({other.source} line {other.line})",
-                        rule.source,
-                        rule.line,
-                        "name" if key == rule.name else "id",
-                    )
-                if key:
-                    lookup[key] = rule.id
-        for node in list(self.nodes.values()):
-            corr = node.rule.correlation
-            agg = node.compiled.aggregation if node.compiled is not None else None
-            if agg is not None:  # "selection | count(x) by y > n": a correlation over the rule itself
-                window = node.rule.detection.get("timeframe", "1h")
-                from misuse.rules.model import parse_timespan
-
-                corr = Correlation(
-                    type="value_count" if agg.field else "event_count",
-                    rules=(node.rule.id,),
-                    group_by=agg.group_by,
-                    timespan=parse_timespan(window, node.rule.source, node.rule.line, "detection.timeframe"),
-                    condition={agg.op: agg.value},
-                    value_field=agg.field,
-                )
-                shadow = _Node(node.rule, inputs=[node.rule.id], fields=[agg.group_by])
-                shadow.state = CorrelationState(corr, self.max_groups, self.max_hits, self.evidence)
-                self.nodes[node.rule.id + "#count"] = shadow
-                node.alerts = False
-                continue
-            if corr is None:
-                continue
-            for ref in corr.rules:
-                if ref not in lookup:
-                    raise RuleError(
-                        f"names rule {ref!r}, which is not loaded",
-                        node.rule.source,
-                        corr.line("rules"),
-                        "correlation.rules",
-                    )
-                node.inputs.append(lookup[ref])
-            node.fields = self._input_fields(node.rule, corr, node.inputs, lookup)
-            node.state = CorrelationState(corr, self.max_groups, self.max_hits, self.evidence)
-        for node in self.nodes.values():
-            if node.state is not None and not node.state.corr.generate:
-                for ref in node.inputs:
-                    if self.nodes[ref].compiled is not None:
-                        self.nodes[ref].alerts = False
-        self.order = self._topological()
-        for node in self.nodes.values():
-            if node.state is not None and node.rule.correlation is not None:
-                self._check_chain(node)
-
-    def _input_fields(
-        self, rule: Rule, corr: Correlation, inputs: list[str], lookup: Mapping[str, str]
-    ) -> list[tuple[str, ...]]:
-        """Per correlated rule, the field each ``group-by`` entry reads (Sigma aliases resolved)."""
-        by_input: dict[str, dict[str, str]] = {ref: {} for ref in inputs}
-        for alias, mapping in corr.aliases.items():
-            where = f"correlation.aliases.{alias}"
-            for ref, name in mapping.items():
-                at = corr.line(f"aliases.{alias}.{ref}")
-                if ref not in lookup:
-                    raise RuleError(f"names rule {ref!r}, which is not loaded", rule.source, at, where)
-                if lookup[ref] not in by_input:
-                    raise RuleError(
-                        f"names rule {ref!r}, which this correlation does not list in 'rules'", rule.source, at, where
-                    )
-                by_input[lookup[ref]][alias] = name
-        out = []
-        for ref, ref_name in zip(inputs, corr.rules, strict=True):
-            names = []
-            for g in corr.group_by:
-                if g in corr.aliases and g not in by_input[ref]:
-                    raise RuleError(
-                        f"gives no field for rule {ref_name!r}: an alias needs one for every rule in 'rules'",
-                        rule.source,
-                        corr.line(f"aliases.{g}"),
-                        f"correlation.aliases.{g}",
-                    )
-                names.append(by_input[ref].get(g, g))
-            out.append(tuple(names))
-        return out
-
-    def _check_chain(self, node: _Node) -> None:
-        """A correlation fed by a correlation groups only by fields its input groups by."""
-        corr = node.rule.correlation
-        assert corr is not None
-        for ref, names in zip(node.inputs, node.fields, strict=True):
-            inner = self.nodes[ref].rule.correlation
-            if inner is None or ref == node.rule.id:
-                continue
-            for name in names:
-                if name not in inner.group_by:
-                    raise RuleError(
-                        f"field {name!r} is not a group-by field of the correlation {self.nodes[ref].rule.title!r} "
-                        f"it counts (that one groups by {', '.join(inner.group_by) or 'nothing'}); group by one of "
-                        "those, or map it with 'aliases'",
-                        node.rule.source,
-                        corr.line("group-by"),
-                        "correlation.group-by",
-                    )
-            if corr.value_field and corr.value_field not in inner.group_by:
-                raise RuleError(
-                    f"field {corr.value_field!r} is not a group-by field of the correlation "
-                    f"{self.nodes[ref].rule.title!r} it counts",
-                    node.rule.source,
-                    corr.line("condition"),
-                    "correlation.condition",
-                )
-
-    def _topological(self) -> list[str]:
-        order: list[str] = []
-        done: set[str] = set()
-
-        def visit(key: str, path: tuple[str, ...]) -> None:
-            if key in done:
-                return
-            if key in path:
-                rule = self.nodes[key].rule
-                where = rule.correlation.line("rules") if rule.correlation is not None else rule.line
-                raise RuleError(
-                    f"correlation cycle: {' -> '.join((*path, key))}", rule.source, where, "correlation.rules"
-                )
-            node = self.nodes[key]
-            for ref in node.inputs:
-                if ref != key:
-                    visit(ref, (*path, key))
-            done.add(key)
-            if node.state is not None:
-                order.append(key)
-
-        for key in self.nodes:
-            visit(key, ())
-        return order
+        self.nodes, self.order = build_graph(self.rules, self.max_groups, self.max_hits, self.evidence)
 
     def reset(self) -> None:
         """Forget all windowed state and counters."""
@@ -449,7 +296,7 @@ class RuleEngine:
         return alerts
 
     def _group_values(
-        self, node: _Node, rule_idx: int, view: FrameView, idx: np.ndarray
+        self, node: Node, rule_idx: int, view: FrameView, idx: np.ndarray
     ) -> tuple[np.ndarray, list[np.ndarray]] | None:
         """The hits of input ``rule_idx`` that have every group-by value, and those values.
 
@@ -477,7 +324,7 @@ class RuleEngine:
             return idx[keep], [v[keep] for v in out]
         return idx, out
 
-    def _no_column(self, node: _Node, src: _Node, name: str, role: str, n: int) -> None:
+    def _no_column(self, node: Node, src: Node, name: str, role: str, n: int) -> None:
         """A group-by or condition field of a correlation that names no column of the events."""
         rule = node.rule
         corr = node.state.corr if node.state is not None else None
@@ -497,13 +344,13 @@ class RuleEngine:
             log.warning("%s line %s: field '%s': %s; %d hit(s) not correlated", rule.source, line, where, why, n)
         self._ungrouped(node, n, why)
 
-    def _ungrouped(self, node: _Node, n: int, why: str) -> None:
+    def _ungrouped(self, node: Node, n: int, why: str) -> None:
         self.stats.add(self.stats.ungrouped, node.rule.id, n)
         self.stats.ungrouped_reason.setdefault(node.rule.id, why)
 
     def _correlate(
         self,
-        node: _Node,
+        node: Node,
         view: FrameView,
         hits: dict[str, np.ndarray],
         fired_rows: dict[str, list[tuple[float, dict[str, str], Fired]]],
@@ -580,9 +427,7 @@ class RuleEngine:
             emitted.popitem(last=False)
         return keep
 
-    def _detection_alerts(
-        self, node: _Node, view: FrameView, idx: np.ndarray, ts: np.ndarray, ids: _Ids
-    ) -> list[Alert]:
+    def _detection_alerts(self, node: Node, view: FrameView, idx: np.ndarray, ts: np.ndarray, ids: _Ids) -> list[Alert]:
         """One alert per (entity, ``alert_window`` bucket) of hits not alerted on before.
 
         Grouping, first and last rows, first values and evidence are array operations over all
@@ -656,7 +501,7 @@ class RuleEngine:
             )
         ]
 
-    def _correlation_alert(self, node: _Node, fired: Fired) -> Alert:
+    def _correlation_alert(self, node: Node, fired: Fired) -> Alert:
         rule = node.rule
         assert node.state is not None
         corr = node.state.corr

@@ -451,3 +451,12 @@ def test_hits_without_a_group_value_are_counted_not_grouped_together() -> None:
 def test_missing_fields_must_be_error_or_skip() -> None:
     with pytest.raises(InvalidParameterError, match="'missing_fields' parameter of RuleEngine must be one of"):
         RuleEngine([], missing_fields="ignore")
+
+
+def test_a_name_used_by_two_rules_is_an_error() -> None:
+    # prepare: two detection rules both called "failed"
+    text = RULES.replace("title: success\nid: s\nname: success", "title: success\nid: s\nname: failed")
+    # execute / assert
+    with pytest.raises(RuleError, match="'failed' already names rule 'failed'") as info:
+        RuleEngine(parse_rules(text))
+    assert info.value.field_name == "name"
