@@ -33,6 +33,7 @@ from misuse.features.windows import (
 )
 
 MAX_EVIDENCE = 50
+#: progress callback: called with how many more units are done (not a running total)
 Progress = Callable[[int], None]
 
 
@@ -163,10 +164,10 @@ def detect(
     cols = feature_columns(model.features(events.iloc[:0])) if len(scored) == 0 else model.detector.features_
     alerts: list[Alert] = []
     by_entity = {e: g for e, g in events.groupby("entity", sort=False)} if len(alarms) else {}
-    for n, (_, row) in enumerate(alarms.iterrows()):
+    for _, row in alarms.iterrows():
         alerts.append(_alert(model, row, by_entity[row["entity"]], cols, detector_name))
         if progress is not None:
-            progress(n + 1)
+            progress(1)
     return alerts, scored
 
 

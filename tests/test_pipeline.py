@@ -99,3 +99,11 @@ def test_too_little_history_is_a_clear_error() -> None:
     few = events_to_frame([Event(ts=float(i), entity="a", kind="k", action="x") for i in range(3)])
     with pytest.raises(SchemaError, match="at least 20 windows"):
         train(few)
+
+
+def test_detect_reports_progress_as_increments(model_and_test: tuple[WindowModel, pd.DataFrame]) -> None:
+    model, test = model_and_test
+    steps: list[int] = []
+    alerts, _ = detect(model, test, progress=steps.append)
+    assert alerts
+    assert steps == [1] * len(alerts)  # one unit per alert, so a bar's total is the alert count
