@@ -21,6 +21,10 @@ _HELP = {
     "misuse_rule_events_total": ("counter", "New events the rules were run over."),
     "misuse_alerts_total": ("counter", "Alerts raised, by misuse type."),
     "misuse_http_requests_total": ("counter", "HTTP requests, by method, route and status."),
+    "misuse_ingest_failures_total": (
+        "counter",
+        "Batches whose transaction failed and was rolled back, by origin (mqtt, http, zeek, window-close).",
+    ),
     "misuse_mqtt_connected": ("gauge", "1 while the worker is connected to the broker."),
     "misuse_open_window_events": ("gauge", "Events buffered in windows not yet closed."),
     "misuse_batch_seconds": ("histogram", "Time to commit one batch of events."),

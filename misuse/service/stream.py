@@ -9,6 +9,11 @@ window features (:func:`misuse.features.windows.window_features`) and the same t
 :class:`~misuse.pipeline.WindowModel`. Closed windows are recorded in ``stream_windows``; after a
 restart the events of windows not yet closed are replayed from the store, so an event is neither
 lost nor counted twice. An alert id is stored and announced once.
+
+A batch whose transaction fails leaves no trace: it is rolled back, the windows are put back as
+they were, and the events the rules already saw are not shown to them again when the batch is
+retried (their alerts are stored with the next transaction that commits instead). So the caller
+may simply retry the same batch, or leave it to be delivered again.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +48,7 @@ DEFAULT_WINDOW = 60.0
 MAX_RAW = 2000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TS_RANGE = "{:%Y-%m-%d} to {:%Y-%m-%d} UTC".format(*(_EPOCH + timedelta(seconds=s * TS_LIMIT) for s in (-1, 1)))
+MAX_UNCOMMITTED_RULED = 100_000  # ids of events the rules saw in failed transactions, kept for their retry
 
 
 @dataclass
@@ -63,6 +70,15 @@ class Parsed:
         self.records += other.records
         self.received += other.received
         self.dead += other.dead
+
+
+@dataclass
+class _Checkpoint:
+    """The window state of some entities before a transaction, to put back if it fails."""
+
+    watermark: float
+    last_arrival: float
+    windows: dict[str, tuple[float, list[dict[str, object]], int] | None]  # start, buffer, its length
 
 
 @dataclass
@@ -205,6 +221,10 @@ class StreamProcessor:
         self._start: dict[str, float] = {}
         self._watermark = -np.inf
         self._last_arrival = 0.0
+        # events the rules saw in a transaction that failed, and the alerts they raised: a retry of the
+        # batch must not feed them to the rules again (the rules' state cannot be rolled back)
+        self._ruled: OrderedDict[str, None] = OrderedDict()
+        self._ruled_alerts: list[Alert] = []
         with self.lock:
             self.tables = stream_tables(store, worker)
 
@@ -217,7 +237,7 @@ class StreamProcessor:
                 return None
             model = WindowModel.load(self.store.model_dir(name))
             if self._buf and model.window != self.window:
-                self._commit_closed(self._take_all(), time.time())
+                self._close(list(self._buf), time.time())
             self.model, self.model_name, self.window = model, name, model.window
         return name
 
@@ -243,37 +263,59 @@ class StreamProcessor:
 
     # ----- ingest -------------------------------------------------------------------------------
     def ingest(self, parsed: Parsed, origin: str) -> IngestReport:
-        """Store, window and score one batch; one transaction. Alerts are announced after commit."""
+        """Store, window and score one batch; one transaction. Alerts are announced after commit.
+
+        When it raises, the batch left no trace (see the module docstring) and may be retried;
+        the failure is counted in ``misuse_ingest_failures_total``.
+        """
         report = IngestReport(dead_letters=len(parsed.dead), reasons=[d["reason"] for d in parsed.dead[:20]])
-        if parsed.records:
-            self.metrics.inc("misuse_events_received_total", len(parsed.records), origin=origin)
-        if parsed.dead:
-            self.metrics.inc("misuse_dead_letters_total", len(parsed.dead), origin=origin)
         t0 = time.perf_counter()
         with self.lock:
             con = self.store.con
+            checkpoint: _Checkpoint | None = None
+            fed: list[str] = []
+            rule_alerts: list[Alert] = []
             con.begin()
             try:
                 now = datetime.now(UTC)
                 new, received = self._store_new(parsed, origin, now)
                 report.duplicates = len(parsed.records) - len(new)
+                checkpoint = self._checkpoint({str(r["entity"]) for r in new})
                 closed: list[dict[str, object]] = []
                 for rec in new:
                     closed += self._add(rec)
                 report.windows_scored, report.alerts = self._score(closed, now) if closed else (0, [])
                 if new and self.rules is not None:
-                    report.alerts += self._rule_alerts(new)
+                    fed, rule_alerts = self._run_rules(new)
+                    if rule_alerts:
+                        report.alerts += self.tables.add_new_alerts(rule_alerts, DATASET, "rules")
                 if parsed.dead:
                     self._dead_letters(parsed.dead, origin)
                 con.commit()
             except BaseException:
+                if checkpoint is not None:
+                    self._restore(checkpoint)
+                if fed or rule_alerts:
+                    self._ruled_uncommitted(fed, rule_alerts)
+                    self.metrics.inc("misuse_rule_events_total", len(fed))  # they will not be fed again
+                self.metrics.inc("misuse_ingest_failures_total", origin=origin)
                 con.rollback()
                 raise
+            if new and self.rules is not None:
+                self._ruled_committed(new)
             report.accepted = len(new)
             self.metrics.set("misuse_open_window_events", self.open_events())
         done = time.time()
+        if parsed.records:
+            self.metrics.inc("misuse_events_received_total", len(parsed.records), origin=origin)
+        if parsed.dead:
+            self.metrics.inc("misuse_dead_letters_total", len(parsed.dead), origin=origin)
         self.metrics.inc("misuse_events_stored_total", report.accepted)
         self.metrics.inc("misuse_events_duplicate_total", report.duplicates)
+        if fed:
+            self.metrics.inc("misuse_rule_events_total", len(fed))
+        if closed:
+            self._count_scored(report.windows_scored, len(closed))
         self.metrics.observe("misuse_batch_seconds", time.perf_counter() - t0)
         self.metrics.observe_many("misuse_event_lag_seconds", [done - r for r in received])
         self._announce(report.alerts)
@@ -295,10 +337,7 @@ class StreamProcessor:
             due = [e for e, s in self._start.items() if s + self.window <= cutoff]
             if not due:
                 return report
-            closed: list[dict[str, object]] = []
-            for e in due:
-                closed += self._take(e)
-            report.windows_scored, report.alerts = self._commit_closed(closed, min(now, time.time()))
+            report.windows_scored, report.alerts = self._close(due, min(now, time.time()))
             self.metrics.set("misuse_open_window_events", self.open_events())
         self._announce(report.alerts)
         return report
@@ -353,13 +392,30 @@ class StreamProcessor:
         self._start.pop(entity, None)
         return self._buf.pop(entity, [])
 
-    def _take_all(self) -> list[dict[str, object]]:
-        out: list[dict[str, object]] = []
-        for e in list(self._buf):
-            out += self._take(e)
-        return out
+    def _checkpoint(self, entities: Iterable[str]) -> _Checkpoint:
+        windows: dict[str, tuple[float, list[dict[str, object]], int] | None] = {}
+        for e in entities:
+            buf = self._buf.get(e)
+            windows[e] = None if buf is None else (self._start[e], buf, len(buf))
+        return _Checkpoint(self._watermark, self._last_arrival, windows)
 
-    def _commit_closed(self, closed: list[dict[str, object]], now: float) -> tuple[int, list[Alert]]:
+    def _restore(self, checkpoint: _Checkpoint) -> None:
+        """Put the windows back as they were at the checkpoint (a buffer only ever grows at its end,
+        and a window taken out of the buffers keeps its list)."""
+        self._watermark, self._last_arrival = checkpoint.watermark, checkpoint.last_arrival
+        for e, was in checkpoint.windows.items():
+            if was is None:
+                self._start.pop(e, None)
+                self._buf.pop(e, None)
+            else:
+                start, buf, n = was
+                del buf[n:]
+                self._start[e], self._buf[e] = start, buf
+
+    def _close(self, entities: list[str], now: float) -> tuple[int, list[Alert]]:
+        """Close these entities' windows and score them in one transaction; if it fails they stay open."""
+        checkpoint = self._checkpoint(entities)
+        closed = [rec for e in entities for rec in self._take(e)]
         if not closed:
             return 0, []
         con = self.store.con
@@ -368,9 +424,17 @@ class StreamProcessor:
             res = self._score(closed, datetime.fromtimestamp(now, tz=UTC))
             con.commit()
         except BaseException:
+            self._restore(checkpoint)
+            self.metrics.inc("misuse_ingest_failures_total", origin="window-close")
             con.rollback()
             raise
+        self._count_scored(res[0], len(closed))
         return res
+
+    def _count_scored(self, windows: int, events: int) -> None:
+        self.metrics.inc("misuse_windows_scored_total", windows)
+        if self.model is not None:
+            self.metrics.inc("misuse_events_scored_total", events)
 
     def _score(self, closed: list[dict[str, object]], now: datetime) -> tuple[int, list[Alert]]:
         """Score the windows of the closed records in one call of the batch code; record them."""
@@ -401,18 +465,31 @@ class StreamProcessor:
         self.tables.upsert_windows(rows)
         if alerts:
             alerts = self.tables.add_new_alerts(alerts, DATASET, self.model_name or "")
-        self.metrics.inc("misuse_windows_scored_total", len(rows))
-        if self.model is not None:
-            self.metrics.inc("misuse_events_scored_total", len(closed))
         return len(rows), alerts
 
-    def _rule_alerts(self, new: list[dict[str, object]]) -> list[Alert]:
-        """Run the rules over the batch's newly stored events (each event once: duplicates never get
-        here); store the alerts not stored before."""
+    def _run_rules(self, new: list[dict[str, object]]) -> tuple[list[str], list[Alert]]:
+        """Run the rules over the batch's newly stored events, each event once: duplicates never get
+        here, nor events the rules saw in a transaction that failed. Returns the ids fed to the rules
+        and the alerts to store: those, and the ones left over from a failed transaction."""
         assert self.rules is not None
-        alerts = [a for a in self.rules.process(events_to_frame(new)) if a.detector not in self._quiet_rules]
-        self.metrics.inc("misuse_rule_events_total", len(new))
-        return self.tables.add_new_alerts(alerts, DATASET, "rules") if alerts else []
+        fresh = [r for r in new if str(r["event_id"]) not in self._ruled]
+        alerts = list(self._ruled_alerts)
+        if fresh:
+            alerts += [a for a in self.rules.process(events_to_frame(fresh)) if a.detector not in self._quiet_rules]
+        return [str(r["event_id"]) for r in fresh], alerts
+
+    def _ruled_uncommitted(self, fed: list[str], alerts: list[Alert]) -> None:
+        """The transaction in which the rules saw ``fed`` and raised ``alerts`` failed: remember both."""
+        self._ruled.update(dict.fromkeys(fed))
+        while len(self._ruled) > MAX_UNCOMMITTED_RULED:  # events never delivered again
+            self._ruled.popitem(last=False)
+        self._ruled_alerts = alerts
+
+    def _ruled_committed(self, new: list[dict[str, object]]) -> None:
+        """The rules ran in a transaction that committed: its events and the alerts left over are stored."""
+        for rec in new:
+            self._ruled.pop(str(rec["event_id"]), None)
+        self._ruled_alerts = []
 
     def _dead_letters(self, dead: list[dict[str, Any]], origin: str) -> None:
         total = self.store.con.execute("SELECT count(*) FROM dead_letters WHERE dataset = ?", [DATASET]).fetchone()

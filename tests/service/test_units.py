@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,13 @@ from typer.testing import CliRunner
 from misuse.cli import app as cli
 from misuse.errors import InvalidParameterError
 from misuse.events import ts_ok
+from misuse.rules import builtin_pack
+from misuse.service.app import rule_engine
 from misuse.service.auth import TokenStore, role_at_least
 from misuse.service.config import load_config
+from misuse.service.loadgen import scan_events, steady_events
 from misuse.service.metrics import Metrics
-from misuse.service.stream import Parsed, StreamProcessor, parse_payload
+from misuse.service.stream import Parsed, StreamProcessor, parse_objects, parse_payload
 from misuse.service.worker import ZeekTailer, _Tail
 from misuse.store.duck import Store
 
@@ -247,6 +251,95 @@ def test_zeek_lines_reach_the_store_without_duplicates_after_a_reread(tmp_path: 
         w = store.con.execute("SELECT sum(n_events) FROM stream_windows").fetchone()
     # assert
     assert n == (30, 30) and w == (30,)
+
+
+def _stream(root: Path, batches: list[list[dict]], fail_once: bool) -> tuple[dict[str, list], Metrics]:
+    """Feed batches to a processor with the rule pack; with ``fail_once`` the second batch's
+    transaction fails at its last step (everything written, windows and rules run) and is retried."""
+    with Store(root) as store:
+        proc = StreamProcessor(store, threading.RLock(), Metrics(), default_window=1.0, rules=rule_engine("builtin"))
+        write_dead_letters = proc._dead_letters
+        failures = [OSError("disk full")] if fail_once else []
+
+        def dead_letters_then_fail(dead: list[dict], origin: str) -> None:
+            write_dead_letters(dead, origin)
+            if failures:
+                raise failures.pop()
+
+        proc._dead_letters = dead_letters_then_fail  # type: ignore[method-assign]
+        for i, batch in enumerate(batches):
+            parsed = parse_objects(batch, "gw", "mqtt", time.time())
+            if i == 1 and fail_once:
+                with pytest.raises(OSError, match="disk full"):
+                    proc.ingest(parsed, "mqtt")
+            proc.ingest(parsed, "mqtt")  # the same batch again, as the MQTT worker retries it
+        proc.flush()
+        queries = {
+            "events": "SELECT count(*), count(DISTINCT event_id) FROM stream_events",
+            "windows": "SELECT entity, window_start, n_events FROM stream_windows ORDER BY ALL",
+            "alerts": "SELECT alert_id, detector, evidence FROM alerts ORDER BY ALL",
+            "dead": "SELECT source, line, reason FROM dead_letters ORDER BY ALL",
+        }
+        tables = {k: store.con.execute(q).fetchall() for k, q in queries.items()}
+    return tables, proc.metrics
+
+
+def test_a_failed_transaction_leaves_no_trace_and_its_retry_counts_everything_once(tmp_path: Path) -> None:
+    # prepare: steady flows and a scan (windows), an SSH brute force (a correlation rule), malformed MQTT
+    # packets (a single-event rule) and one bad event (a dead letter), in two batches; the alerts fall in the second
+    t0 = time.time() - 120
+    events = [*steady_events(4, 40.0, t0, 6.0), *scan_events("dev-001", t0 + 3.2, n=150, span=0.5)]
+    events += [
+        {"ts": t0 + 3 + i / 10, "entity": "root", "peer": "203.0.113.9", "kind": "auth", "action": "login.failed",
+         "event_id": f"bf-{i}"}
+        for i in range(12)
+    ]  # fmt: skip
+    events += [
+        {"ts": t0 + 4 + i / 10, "entity": "dev-003", "peer": "10.0.3.200", "kind": "packet", "action": "mqtt",
+         "event_id": f"malformed-{i}", "num": {"mqtt_malformed": 1.0}}
+        for i in range(3)
+    ]  # fmt: skip
+    events.sort(key=lambda e: e["ts"])
+    half = len(events) // 2
+    batches = [events[:half], [*events[half:], {"ts": t0, "entity": ""}]]
+    # execute
+    expected, _ = _stream(tmp_path / "once", batches, fail_once=False)
+    got, metrics = _stream(tmp_path / "retried", batches, fail_once=True)
+    # assert: the same events, windows (counts), alerts (ids, evidence) and dead letters as without the failure
+    assert got == expected
+    assert got["events"] == [(len(events), len(events))] and sum(w[2] for w in got["windows"]) == len(events)
+    titles = {f"rule:{r.id}": r.title for r in builtin_pack()}
+    raised = sorted(titles[a[1]] for a in got["alerts"])
+    assert raised == ["Malformed MQTT packet", "SSH/telnet brute force from one source"]
+    assert len(got["dead"]) == 1
+    assert metrics.get("misuse_ingest_failures_total", origin="mqtt") == 1
+    assert metrics.total("misuse_events_stored_total") == len(events)
+    assert metrics.total("misuse_rule_events_total") == len(events)
+
+
+def test_windows_stay_open_when_closing_them_failed(tmp_path: Path) -> None:
+    # prepare: open windows (10 s, all events inside them), and a store that fails the first time windows are written
+    events = list(steady_events(3, 30.0, (time.time() - 60) // 10 * 10, 2.0))
+    with Store(tmp_path / "p") as store:
+        proc = StreamProcessor(store, threading.RLock(), Metrics(), default_window=10.0)
+        proc.ingest(parse_objects(events, "gw", "mqtt", time.time()), "mqtt")
+        upsert, failures = proc.tables.upsert_windows, [OSError("disk full")]
+
+        def fail_once(rows: object) -> None:
+            if failures:
+                raise failures.pop()
+            upsert(rows)  # type: ignore[arg-type]
+
+        proc.tables.upsert_windows = fail_once  # type: ignore[method-assign]
+        # execute
+        with pytest.raises(OSError):
+            proc.flush()
+        still_open = proc.open_events()
+        proc.flush()
+        counted = store.con.execute("SELECT sum(n_events) FROM stream_windows").fetchone()
+    # assert
+    assert still_open == len(events) and counted == (len(events),)
+    assert proc.metrics.get("misuse_ingest_failures_total", origin="window-close") == 1
 
 
 def test_metrics_render_counters_and_histograms() -> None:
