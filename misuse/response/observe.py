@@ -17,8 +17,9 @@ The rest of the observation: ``risk`` is the fused risk (:func:`misuse.rules.fus
 the entity's alerts in the alert's window, ``score_ratio`` the alert's score over its threshold
 (:func:`~misuse.response.replay.score_ratio`), ``signals`` the number of fused signals,
 ``fp_rate`` / ``tp_rate`` the entity's analyst verdicts, ``contained_before`` whether a policy
-rate-limited or quarantined it, and the window features the alert's contributions name
-(missing otherwise: the policy takes them as typical).
+rate-limited or quarantined it. The window features come from the rescored window when there is
+one, else from the alert's contributions when they name them (in a replay's units), else they
+are missing (the policy takes them as typical).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ import numpy as np
 import pandas as pd
 
 from misuse.alerts.model import Alert
+from misuse.features.windows import LOG_FEATURES
 from misuse.pipeline import WindowModel, score_windows
 from misuse.response.env import OBS_FEATURES, context_columns
-from misuse.response.replay import replay_from_scored, score_ratio
+from misuse.response.replay import WINDOW_FEATURES, replay_from_scored, score_ratio
 from misuse.rules.fusion import fuse
 
 if TYPE_CHECKING:
@@ -67,7 +69,7 @@ def _bucket(ts: pd.Series, window: float) -> np.ndarray:
 
 
 def window_history(store: Store, alerts: pd.DataFrame, floor: float) -> dict[str, tuple[float, pd.DataFrame]]:
-    """Per dataset of ``alerts``: the window length and the history columns of every scored window.
+    """Per dataset of ``alerts``: the window length and the history and window features of every scored window.
 
     A dataset qualifies when its events are in the store and some of its alerts came from a
     registered window model; the model that raised most of them scores the events of the
@@ -95,7 +97,8 @@ def window_history(store: Store, alerts: pd.DataFrame, floor: float) -> dict[str
         others = others[(others["model"] != name) & others["entity"].astype(str).isin(entities)]
         extra = [alert_from_row(r) for _, r in others.iterrows()]
         frame = replay_from_scored(f"{dataset}/{name}", scored, model.threshold.threshold_, model.window, extra).frame
-        out[dataset] = (model.window, context_columns(frame, floor).set_index(["entity", "t"])[list(HISTORY)])
+        cols = [*HISTORY, *WINDOW_FEATURES]
+        out[dataset] = (model.window, context_columns(frame, floor).set_index(["entity", "t"])[cols])
     return out
 
 
@@ -108,6 +111,21 @@ def _alert_history(
         {"entity": [e for e, _ in keys], "t": [t for _, t in keys], "risk": [fused[k] for k in keys]}
     ).sort_values(["t", "entity"], kind="stable")
     return context_columns(frame, floor).set_index(["entity", "t"])[list(HISTORY)]
+
+
+def _named_features(a: Alert) -> dict[str, float]:
+    """The window features an alert's contributions name, in the units of a replay.
+
+    A window model's alert (detector ``window-...``) shows counts where the features hold their
+    log1p (:func:`misuse.features.windows.display_value`); that is undone here.
+    """
+    out = {}
+    for c in a.contributions:
+        name = str(c.get("feature", ""))
+        if name in WINDOW_FEATURES:
+            value = float(c.get("actual", np.nan))
+            out[name] = float(np.log1p(value)) if a.detector.startswith("window-") and name in LOG_FEATURES else value
+    return out
 
 
 def observe(
@@ -150,12 +168,14 @@ def observe(
         b = int(a.window_start.timestamp() // window)
         risk = fused[(a.entity, b)]
         history, source = by_alerts.loc[(a.entity, b)], FROM_ALERTS
+        features = _named_features(a)
         dataset = str(row.get("dataset", ""))
         if dataset in by_windows:
             w, frame = by_windows[dataset]
             key = (a.entity, int(a.window_start.timestamp() // w))
             if key in frame.index:
                 history, source = frame.loc[key], FROM_WINDOWS
+                features = {f: float(history[f]) for f in WINDOW_FEATURES}
         t_, f_ = tp.get(a.entity, 0), fp.get(a.entity, 0)
         ctx = {
             "risk": risk.risk,
@@ -165,11 +185,8 @@ def observe(
             "fp_rate": (f_ + 1.0) / (t_ + f_ + 2.0),
             "tp_rate": (t_ + 1.0) / (t_ + f_ + 2.0),
             "contained_before": float(a.entity in contained),
+            **features,
         }
-        for c in a.contributions:
-            name = str(c.get("feature", ""))
-            if name in OBS_FEATURES and name not in ctx:
-                ctx[name] = float(c.get("actual", np.nan))
         out[i] = [ctx.get(f, np.nan) for f in OBS_FEATURES]
         sources.append(source)
     return out, sources

@@ -64,7 +64,8 @@ def test_observations_follow_the_alert_context(store: Store) -> None:
     cam = (alerts["entity"] == "cam").to_numpy()
     assert np.expm1(col["age"][cam]).round().tolist() == [0, 1, 2]
     assert np.all(col["risk"] >= 0.5)  # every stored alert is at or above its threshold
-    assert np.all(np.isfinite(col["peers"]))  # the alert names 'peers' among its contributions
+    # the alert names 'peers' among its contributions, as a count; a replay holds its log1p
+    assert col["peers"][cam] == pytest.approx(np.log1p([1.0, 3.0, 5.0]))
     assert np.all(np.isnan(col["events"]))  # ... and not 'events': left to the policy's typical value
 
 
