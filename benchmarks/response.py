@@ -1,6 +1,7 @@
 """Adaptive response on held-out streams: the learned policy vs a static threshold and a rulebook.
 
-Streams (data under ``$MISUSE_DATA_DIR``, default ``../shared/data``):
+Streams (data under ``$MISUSE_DATA_DIR``, default ``shared/data`` beside the repository, whatever
+the current directory):
 
 * simulator: train seeds 1-4, held-out seeds 11-13 (3 days, scale 0.3, 300 s windows; the window
   model learns the clean days, the replay is the attack day).
@@ -19,25 +20,41 @@ with its threshold and action (alert, rate-limit or quarantine) tuned for lowest
 training streams, and the rulebook with its rungs at the P90 / P95 / P99 quantiles of the training
 streams' fused risk (``RulebookPolicy.from_replays``).
 
+The rulebook's rung levels are printed beside two other level sets on the training streams (the
+choice was made there, never on the held-out streams).
+
+Last, ``apply`` is run on stored alerts: the held-out simulator day of seed 11 is stored with
+the same window model its replay uses, the model's alerts on it are stored, and the first
+bandit's observations of them are compared with the replay's observations of the same windows:
+as ``apply`` computes them for alerts of a stored window model (over every window), and as its
+fallback for other alerts does (history over the alerted windows, window features from the
+alert's contributions).
+
 Usage::
 
-    python benchmarks/response.py [--epochs 8] [--seeds 0,1,2] [--png out/response_learning.png]
+    python benchmarks/response.py [--epochs 8] [--seeds 0,1,2] [--png PATH]   # PNG default: out/ of the repo
+    python benchmarks/response.py --quick    # 2 epochs, one exploration seed (under a minute)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from misuse.response.baselines import RulebookPolicy, StaticThresholdPolicy
-from misuse.response.env import Costs, ResponseEnv
+from misuse.response.baselines import RULEBOOK_LEVELS, RulebookPolicy, StaticThresholdPolicy
+from misuse.response.env import ACTIONS, OBS_FEATURES, QUARANTINE, RATE_LIMIT, Costs, ResponseEnv
 from misuse.response.policy import BanditPolicy, evaluate_policy
 from misuse.response.replay import SOURCES, Replay, streams
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("MISUSE_DATA_DIR", REPO.parent / "shared" / "data"))
 
 
 def _total(outs: list[Any]) -> float:
@@ -47,12 +64,18 @@ def _total(outs: list[Any]) -> float:
 def main() -> None:
     """Build the replays, train, evaluate, print, plot."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--seeds", default="0,1,2", help="exploration seeds of the bandit")
-    ap.add_argument("--png", type=Path, default=Path("out/response_learning.png"), help="(out/ is gitignored)")
+    ap.add_argument("--epochs", type=int, help="passes over the training streams (default 8, 2 with --quick)")
+    ap.add_argument("--seeds", help="exploration seeds of the bandit (default 0,1,2; 0 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="a short run: 2 epochs, one exploration seed")
+    ap.add_argument("--png", type=Path, default=REPO / "out" / "response_learning.png", help="(out/ is gitignored)")
     ap.add_argument("--sources", default=",".join(SOURCES))
     args = ap.parse_args()
-    root = Path(os.environ.get("MISUSE_DATA_DIR", "../shared/data"))
+    args.epochs = args.epochs or (2 if args.quick else 8)
+    args.seeds = args.seeds or ("0" if args.quick else "0,1,2")
+    root = DATA
+    if any(s != "sim" for s in args.sources.split(",")) and not root.is_dir():
+        raise SystemExit(f"benchmarks/response.py: data folder {root} not found (set MISUSE_DATA_DIR)")
+    print(f"data: {root}; epochs {args.epochs}; exploration seeds {args.seeds}{' (--quick)' if args.quick else ''}")
     t0 = time.time()
     train: list[Replay] = []
     held: list[Replay] = []
@@ -69,6 +92,7 @@ def main() -> None:
     print(f"replays built in {time.time() - t0:.0f}s")
 
     curves: dict[int, list[dict[str, Any]]] = {}
+    policies: dict[int, BanditPolicy] = {}
     train_cost: dict[str, float] = {}
     final: dict[str, list[list[Any]]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -82,6 +106,7 @@ def main() -> None:
             },
         )
         curves[seed] = pol.history_
+        policies[seed] = pol
         final.setdefault("bandit", []).append(evaluate_policy(pol.act, held))
         print(f"seed {seed}: trained in {time.time() - t1:.0f}s; decisions learned per action {pol.n_.tolist()}")
     t1 = time.time()
@@ -89,6 +114,10 @@ def main() -> None:
     book = RulebookPolicy.from_replays(train)
     print(f"static threshold tuned on the training streams in {time.time() - t1:.0f}s: {tuned.describe()}")
     print(f"rulebook on the training streams: {book.describe()}")
+    for levels in ((0.5, 0.8, 0.95), (0.8, 0.95, 0.99), RULEBOOK_LEVELS):
+        other = RulebookPolicy.from_replays(train, levels)
+        cost = _total(evaluate_policy(other.act, train))
+        print(f"  rulebook at training risk quantiles {levels}: training cost {cost:,.0f}")
     baselines: dict[str, StaticThresholdPolicy | RulebookPolicy] = {
         "static-threshold": StaticThresholdPolicy(),
         "static-tuned": tuned,
@@ -127,7 +156,67 @@ def main() -> None:
     for name, level in train_cost.items():
         print(f"{name:17s} cost {level:9.1f}")
     _plot(curves, final, train_cost, args.png)
-    print(f"\nlearning curves: {args.png}  (total {time.time() - t0:.0f}s)")
+    print(f"\nlearning curves: {args.png}")
+    if "sim" in args.sources.split(","):
+        seed = min(policies)
+        apply_history(policies[seed], seed)
+    print(f"\ntotal {time.time() - t0:.0f}s")
+
+
+def apply_history(pol: BanditPolicy, pol_seed: int, sim_seed: int = 11) -> None:
+    """Observations of stored alerts at apply time against the replay's of the same windows."""
+    from misuse.pipeline import detect, train
+    from misuse.response.actions import contained_entities
+    from misuse.response.observe import HISTORY, observe
+    from misuse.response.replay import replay_from_events
+    from misuse.simulate import simulate_site
+    from misuse.store.duck import Store
+
+    site = simulate_site(seed=sim_seed, days=3, scale=0.3)  # as simulated_replay builds sim-11
+    events = site.events()
+    lo, _hi = site.day_bounds(site.params.attack_day)
+    model = train(events[events["ts"] < lo], window=300.0, seed=sim_seed, benign_only=True)
+    day = events[events["ts"] >= lo]
+    replay = replay_from_events(f"sim-{sim_seed}", model, day)
+    env = ResponseEnv([replay], floor=pol.setting_["floor"])
+    where = {(e, int(t)): i for i, (e, t) in enumerate(zip(replay.frame["entity"], replay.frame["t"], strict=True))}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / ".misuse")
+        store.write_events("attack-day", [day], sources=["simulator"])
+        model.save(store.model_dir("wm"))
+        store.register_model("wm", "window", model.info)
+        found, _ = detect(model, day, detector_name="window-iforest")
+        store.add_alerts(found, dataset="attack-day", model="wm")
+        alerts = store.alerts()
+        floor, held = pol.setting_["floor"], contained_entities(store)
+        by_windows, sources = observe(store, alerts, 300.0, floor, held)
+        by_alerts, _ = observe(store, alerts.drop(columns=["model"]), 300.0, floor, held)
+        store.close()
+    starts = (alerts["window_start"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    rows = [where[(e, int(s // 300))] for e, s in zip(alerts["entity"], starts, strict=True)]
+    trained = np.array([env.observation(i) for i in rows])
+    attack = replay.frame["malicious"].to_numpy(bool)[rows]
+    cols = [OBS_FEATURES.index(h) for h in HISTORY]
+    print(
+        f"\napply on stored alerts: sim-{sim_seed} attack day, {len(alerts)} alerts of its window model on "
+        f"{alerts['entity'].nunique()} entities ({attack.sum()} in attack windows); bandit seed {pol_seed}; "
+        f"observed over every window for {sources.count('windows')} of them"
+    )
+    print(f"{'feature (mean)':16s} {'replay (training)':>18s} {'apply: windows':>15s} {'apply: alerts only':>19s}")
+    for h, c in zip(HISTORY, cols, strict=True):
+        print(f"{h:16s} {trained[:, c].mean():>18.3f} {by_windows[:, c].mean():>15.3f} {by_alerts[:, c].mean():>19.3f}")
+    for label, obs in (("windows", by_windows), ("alerts only", by_alerts)):
+        history = np.isclose(obs[:, cols], trained[:, cols]).all(axis=1).sum()
+        whole = np.isclose(obs, trained, equal_nan=True).all(axis=1).sum()
+        decided = [pol.explain(x) for x in obs]
+        counts = {ACTIONS[a]: n for a in range(len(ACTIONS)) if (n := sum(d[0] == a for d in decided))}
+        contained = sum(d[0] in (RATE_LIMIT, QUARANTINE) for d, m in zip(decided, attack, strict=True) if m)
+        cite = sum(any(c.feature in ("risk_ema", "streak") for c in because) for _a, because in decided)
+        print(
+            f"apply ({label}): history equal to the replay's for {history}, whole observation for {whole}; "
+            f"actions {counts}; attack alerts contained {contained}/{attack.sum()}; "
+            f"risk_ema or streak among the stated reasons for {cite}"
+        )
 
 
 def _plot(
