@@ -25,6 +25,10 @@ _HELP = {
         "counter",
         "Batches whose transaction failed and was rolled back, by origin (mqtt, http, zeek, window-close).",
     ),
+    "misuse_mqtt_reconnects_total": (
+        "counter",
+        "Connections the worker dropped after a batch failed every attempt, so that the broker redelivers it.",
+    ),
     "misuse_mqtt_connected": ("gauge", "1 while the worker is connected to the broker."),
     "misuse_open_window_events": ("gauge", "Events buffered in windows not yet closed."),
     "misuse_batch_seconds": ("histogram", "Time to commit one batch of events."),

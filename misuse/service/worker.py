@@ -5,6 +5,13 @@ false), subscribes to ``<prefix>/events/#`` (or the ``mqtt_topics`` filters) wit
 acknowledges a message only after the batch holding it is committed to the store. A worker that
 dies mid-batch therefore loses nothing: the broker redelivers what was not acknowledged, and the
 store drops what it already holds by ``event_id``. Alerts are published with QoS 1 on ``<prefix>/alerts/<entity>``.
+
+A batch whose commit fails is retried with a growing pause. When every attempt failed, its
+messages are committed one at a time: one that fails alone while the store still takes a dead
+letter is set aside as one (a message the processing cannot take must not stop the stream). If
+the store takes nothing, the worker drops what it holds unacknowledged and connects again: the
+broker sends unacknowledged messages again only on a new connection, and stops delivering once
+its in-flight window is full of them.
 """
 
 from __future__ import annotations
@@ -23,14 +30,15 @@ import numpy as np
 import pandas as pd
 
 from misuse.alerts.model import Alert
-from misuse.errors import ParseError
+from misuse.errors import InvalidParameterError, ParseError
 from misuse.ingest.base import DeadLetter
 from misuse.ingest.zeek import ZeekReader
 from misuse.service.config import ServiceConfig
 from misuse.service.metrics import Metrics
-from misuse.service.stream import Parsed, StreamProcessor, parse_payload
+from misuse.service.stream import MAX_RAW, Parsed, StreamProcessor, parse_payload
 
 log = logging.getLogger("misuse.service.worker")
+MAX_BACKOFF = 30.0  # longest pause (s) between two attempts to commit a batch
 
 
 @dataclass
@@ -52,15 +60,35 @@ class MqttWorker:
     processor:
         Where events go.
     metrics:
-        Connection gauge.
+        Connection gauge, reconnections.
+    attempts:
+        Tries to commit a batch before the worker drops it and reconnects for the broker to redeliver it.
+    backoff:
+        Pause (s) after a batch's first failed commit; it doubles with every further failure in a
+        row (also across reconnections), up to :data:`MAX_BACKOFF`.
     """
 
-    def __init__(self, cfg: ServiceConfig, processor: StreamProcessor, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        cfg: ServiceConfig,
+        processor: StreamProcessor,
+        metrics: Metrics,
+        *,
+        attempts: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
         import paho.mqtt.client as mqtt
 
+        if attempts < 1 or not backoff >= 0:
+            raise InvalidParameterError(
+                f"MqttWorker needs attempts >= 1 and backoff >= 0; got attempts={attempts!r}, backoff={backoff!r}"
+            )
         self.cfg = cfg
         self.processor = processor
         self.metrics = metrics
+        self.attempts = attempts
+        self.backoff = backoff
+        self._failures = 0  # failed commits in a row
         self._queue: queue.Queue[_Msg] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -155,14 +183,81 @@ class MqttWorker:
         parsed = Parsed()
         for m in batch:
             parsed.extend(parse_payload(m.payload, m.topic, "mqtt", m.received))
-        try:
-            self.processor.ingest(parsed, "mqtt")
-        except Exception:
-            log.exception("batch of %d messages not committed; the broker will redeliver them", len(batch))
-            return
+        for attempt in range(1, self.attempts + 1):
+            try:
+                self.processor.ingest(parsed, "mqtt")  # on failure it leaves no trace: try again
+            except Exception as exc:
+                self._failures += 1
+                pause = min(self.backoff * 2 ** (self._failures - 1), MAX_BACKOFF)
+                if attempt == self.attempts:
+                    log.exception("batch of %d messages not committed after %d attempts", len(batch), attempt)
+                    break
+                what = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "batch of %d messages not committed (attempt %d of %d, %s); again in %.1f s",
+                    len(batch),
+                    attempt,
+                    self.attempts,
+                    what,
+                    pause,
+                )
+                if self._stop.wait(pause):
+                    return  # shutting down: not acknowledged, so the broker keeps them for the next start
+            else:
+                self._failures = 0
+                for m in batch:
+                    self._ack(m)
+                return
+        if not self._one_by_one(batch) and not self._stop.wait(pause):
+            self._redeliver()
+
+    def _ack(self, m: _Msg) -> None:
+        if m.qos > 0:
+            self.client.ack(m.mid, m.qos)
+
+    def _one_by_one(self, batch: list[_Msg]) -> bool:
+        """Commit a failed batch's messages one at a time, setting aside as a dead letter each one
+        that fails alone; False as soon as not even its dead letter can be stored (the store fails)."""
         for m in batch:
-            if m.qos > 0:
-                self.client.ack(m.mid, m.qos)
+            try:
+                self.processor.ingest(parse_payload(m.payload, m.topic, "mqtt", m.received), "mqtt")
+            except Exception as exc:
+                # NUL is the one character a PostgreSQL text column refuses: the reason why, perhaps
+                reason = f"not processed: {type(exc).__name__}: {exc}".replace("\x00", "\\x00")[:MAX_RAW]
+                raw = m.payload[:MAX_RAW].decode("utf-8", errors="replace").replace("\x00", "\\x00")
+                dead = {"source": m.topic, "line": 0, "reason": reason, "raw": raw}
+                try:
+                    self.processor.ingest(Parsed(dead=[dead]), "mqtt")
+                except Exception:
+                    return False
+                log.error("message on %s set aside as a dead letter: %s", m.topic, reason)
+            self._failures = 0
+            self._ack(m)
+        return True
+
+    def _redeliver(self) -> None:
+        """Drop the connection and every message received but not acknowledged, and connect again.
+
+        The session is persistent, so the broker sends the unacknowledged messages again (with what
+        it queued meanwhile); without a new connection it would not, and once its in-flight window
+        is full of them it would deliver nothing more.
+        """
+        self.client.disconnect()
+        self.client.loop_stop()  # the network thread ends after a disconnect we asked for
+        dropped = 0
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+            dropped += 1
+        self.metrics.inc("misuse_mqtt_reconnects_total")
+        log.warning(
+            "reconnecting to the broker for it to redeliver the failed batch and %d more unacknowledged messages",
+            dropped,
+        )
+        self.client.connect_async(self.cfg.mqtt_host, self.cfg.mqtt_port, keepalive=30)
+        self.client.loop_start()
 
 
 _HEADER_KEYS = (b"#separator", b"#set_separator", b"#empty_field", b"#unset_field", b"#path", b"#fields", b"#types")

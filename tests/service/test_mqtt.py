@@ -6,12 +6,16 @@ import json
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 
+from misuse.service.app import open_state
+from misuse.service.config import load_config
 from misuse.service.loadgen import scan_events, steady_events
+from misuse.service.worker import MqttWorker
 from tests.service.conftest import N_ENTITIES, PASSWORDS, Broker, Service
 from tests.service.mqtt_helpers import Collector, client, publish_events, wait_published
 
@@ -166,6 +170,92 @@ def test_broker_restart_mid_stream_loses_and_doubles_nothing(service: Service, b
     assert stats["events_stored"] == len(events)
     assert stats["events_in_closed_windows"] == len(events)
     assert stats["events_scored"] == len(events)
+
+
+@pytest.mark.parametrize(
+    ("outage", "poison", "failed", "reconnects"),
+    [(1, False, 1, 0), (4, False, 4, 1), (0, True, 3, 0)],
+    ids=["retried", "redelivered-after-reconnect", "poison-message-set-aside"],
+)
+def test_a_failing_store_loses_no_event_and_the_stream_goes_on(
+    broker: Broker, tmp_path: Path, outage: int, poison: bool, failed: int, reconnects: int
+) -> None:
+    # prepare: the worker in this process, so that its store can fail (two attempts per batch). The store
+    # is down for `outage` writes: 1 (the retry commits), or 4 (two attempts, the first message alone and
+    # its dead letter fail: the worker reconnects). A poison message is one that the store always refuses.
+    cfg = load_config(
+        {
+            "project": tmp_path / "project",
+            "mqtt_port": broker.port,
+            "mqtt_username": "misuse-worker",
+            "mqtt_password": PASSWORDS["misuse-worker"],
+            "batch_wait": 0.02,
+        },
+        env={},
+    )
+    st = open_state(cfg)
+    worker = MqttWorker(cfg, st.processor, st.metrics, attempts=2, backoff=0.05)
+    down = [outage]
+
+    def failing(write: Any) -> Any:
+        def call(*args: Any) -> Any:
+            if down[0] > 0:
+                down[0] -= 1
+                raise OSError("disk full")
+            return write(*args)
+
+        return call
+
+    insert = st.processor.tables.insert_new
+
+    def insert_new(recs: list[dict[str, object]], *rest: Any) -> set[str]:
+        if any(r["entity"] == "poison" for r in recs):
+            raise ValueError("the store refuses entity 'poison'")
+        return insert(recs, *rest)
+
+    st.processor.tables.insert_new = failing(insert_new)  # type: ignore[method-assign]
+    st.store.add_dead_letters = failing(st.store.add_dead_letters)  # type: ignore[method-assign]
+    gw = client(broker.port, "gateway-1", PASSWORDS["gateway-1"], "gw-failing-store")
+
+    def stored() -> int:
+        with st.lock:
+            row = st.store.con.execute("SELECT count(DISTINCT event_id) FROM stream_events").fetchone()
+        return int(row[0]) if row else 0
+
+    def publish_and_wait(events: list[dict[str, Any]], total: int) -> None:
+        wait_published(publish_events(gw, events, TOPIC, batch=20))
+        end = time.monotonic() + 30
+        while stored() < total and time.monotonic() < end:
+            time.sleep(0.1)
+
+    try:
+        worker.start()
+        assert worker.connected.wait(10)
+        # execute: the first batch fails, then the store works again and more events come
+        first = list(steady_events(N_ENTITIES, 1000.0, time.time(), 1.0, prefix="a"))
+        if poison:
+            wait_published([gw.publish(TOPIC, json.dumps({"ts": time.time(), "entity": "poison"}), qos=1)])
+        publish_and_wait(first, len(first))
+        after = list(steady_events(N_ENTITIES, 1000.0, time.time(), 1.0, prefix="b"))
+        publish_and_wait(after, len(first) + len(after))
+    finally:
+        worker.stop()
+        gw.loop_stop()
+    with st.lock:
+        st.processor.flush()
+        counts = st.store.con.execute("SELECT count(*), count(DISTINCT event_id) FROM stream_events").fetchone()
+        in_windows = st.store.con.execute("SELECT sum(n_events) FROM stream_windows").fetchone()
+        dead = st.store.con.execute("SELECT source, reason FROM dead_letters").fetchall()
+        st.store.close()
+    # assert: every good event stored once and counted in one window; failures and reconnects counted
+    n = len(first) + len(after)
+    assert counts == (n, n) and in_windows == (n,)
+    assert st.metrics.get("misuse_ingest_failures_total", origin="mqtt") == failed
+    assert st.metrics.total("misuse_mqtt_reconnects_total") == reconnects
+    if poison:
+        assert dead == [(f"mqtt:{TOPIC}", "not processed: ValueError: the store refuses entity 'poison'")]
+    else:
+        assert dead == []
 
 
 def test_short_load_run_has_zero_loss(service: Service, broker: Broker) -> None:
