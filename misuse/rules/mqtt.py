@@ -16,7 +16,15 @@ num.mqtt_malformed      1 when the packet breaks the MQTT 3.1/3.1.1 grammar: bad
                         length, wrong fixed-header flags, CONNECT with an unknown protocol
                         name/level or the reserved connect flag set, password without user
                         name; else 0
+cat.mqtt_client_id      CONNECT client identifier ("" when the client sent none)
+cat.mqtt_username       CONNECT user name (absent when the user-name flag is not set)
 ======================  ==================================================================
+
+A CONNACK carries neither name, so :func:`mqtt_fields` gives a CONNACK the client id and user
+name of the CONNECT it answers (the last CONNECT seen on the same TCP connection, the other way
+round): a refused CONNACK then says which account was tried. The CONNECT payload is read for
+MQTT 3.1, 3.1.1 and 5 (whose properties are skipped); a payload cut short by the segment leaves
+the names it does not reach absent rather than marking the packet malformed.
 
 :func:`annotate_mqtt` joins them onto the reader's event frame by ``event_id``.
 """
@@ -24,6 +32,7 @@ num.mqtt_malformed      1 when the packet breaks the MQTT 3.1/3.1.1 grammar: bad
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,17 +53,25 @@ COLUMNS = (
     "num.mqtt_rc",
     "num.mqtt_malformed",
 )
+TEXT_COLUMNS = ("cat.mqtt_client_id", "cat.mqtt_username")
+#: connections whose CONNECT is remembered until its CONNACK (the oldest forgotten beyond this)
+MAX_PENDING = 100_000
 
 
-def decode_mqtt(payload: bytes) -> dict[str, float] | None:
+def decode_mqtt(payload: bytes) -> dict[str, float | str | None] | None:
     """Decode the first MQTT control packet of a TCP payload (None for an empty payload).
 
-    >>> decode_mqtt(bytes([0x10, 12, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, 0]))["num.mqtt_keepalive"]
-    60.0
+    Numeric fields (:data:`COLUMNS`) are NaN where they do not apply, text fields
+    (:data:`TEXT_COLUMNS`) None.
+
+    >>> connect = bytes([0x10, 20, 0, 4]) + b"MQTT" + bytes([4, 0x82, 0, 60, 0, 2]) + b"c1" + bytes([0, 4]) + b"root"
+    >>> f = decode_mqtt(connect)
+    >>> f["num.mqtt_keepalive"], f["cat.mqtt_client_id"], f["cat.mqtt_username"]
+    (60.0, 'c1', 'root')
     """
     if not payload:
         return None
-    out = dict.fromkeys(COLUMNS, np.nan)
+    out: dict[str, float | str | None] = {**dict.fromkeys(COLUMNS, np.nan), **dict.fromkeys(TEXT_COLUMNS)}
     first = payload[0]
     ptype, flags = first >> 4, first & 0x0F
     out["num.mqtt_type"] = float(ptype)
@@ -80,7 +97,7 @@ def decode_mqtt(payload: bytes) -> dict[str, float] | None:
     return out
 
 
-def _connect(body: bytes, out: dict[str, float]) -> bool:
+def _connect(body: bytes, out: dict[str, float | str | None]) -> bool:
     """Fill CONNECT fields; True when the CONNECT is malformed."""
     if len(body) < 10:
         return True
@@ -95,7 +112,53 @@ def _connect(body: bytes, out: dict[str, float]) -> bool:
     known = (name == b"MQTT" and level in (4, 5)) or (name == b"MQIsdp" and level == 3)
     reserved = bool(cflags & 0x01)
     password_without_user = bool(cflags & 0x40) and not cflags & 0x80
-    return not known or reserved or password_without_user
+    bad = not known or reserved or password_without_user
+    if not bad:
+        _connect_payload(body, at + 4, level == 5, cflags, out)
+    return bad
+
+
+def _connect_payload(body: bytes, start: int, v5: bool, cflags: int, out: dict[str, float | str | None]) -> None:
+    """Read the client id and, if flagged, the user name of a CONNECT (MQTT 3.1.1 s3.1.3, 5 s3.1.3)."""
+    at: int | None = _skip_properties(body, start) if v5 else start
+    client_id, at = _string(body, at)
+    out["cat.mqtt_client_id"] = client_id
+    if client_id is None or at is None:
+        return
+    if cflags & 0x04:  # will flag: will properties (5), will topic, will payload
+        if v5:
+            at = _skip_properties(body, at)
+        _, at = _string(body, at)
+        _, at = _string(body, at)
+    if cflags & 0x80:
+        out["cat.mqtt_username"], _ = _string(body, at)
+
+
+def _string(body: bytes, at: int | None) -> tuple[str | None, int | None]:
+    """A two-byte-length-prefixed field at ``at`` as text, and the offset after it (None, None if cut)."""
+    if at is None or at + 2 > len(body):
+        return None, None
+    end = at + 2 + int.from_bytes(body[at : at + 2], "big")
+    if end > len(body):
+        return None, None
+    return body[at + 2 : end].decode("utf-8", errors="backslashreplace"), end
+
+
+def _skip_properties(body: bytes, at: int | None) -> int | None:
+    """The offset after an MQTT 5 property block (a variable-length size, then the properties)."""
+    if at is None:
+        return None
+    size, mult = 0, 1
+    for i in range(4):
+        if at + i >= len(body):
+            return None
+        byte = body[at + i]
+        size += (byte & 0x7F) * mult
+        mult *= 128
+        if not byte & 0x80:
+            end = at + i + 1 + size
+            return end if end <= len(body) else None
+    return None
 
 
 def _packets(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -130,10 +193,12 @@ def mqtt_fields(path: str | Path) -> pd.DataFrame:
     """MQTT fields of every IPv4 TCP packet to or from an MQTT port with a payload.
 
     Returns a frame with ``event_id`` (``<file name>:<packet number>``, as the pcap reader
-    numbers packets) and the :data:`COLUMNS`.
+    numbers packets), the :data:`COLUMNS` and the :data:`TEXT_COLUMNS`; a CONNACK has the names
+    of the CONNECT it answers.
     """
     p = Path(path)
     rows: list[dict[str, object]] = []
+    pending: OrderedDict[bytes, tuple[object, object]] = OrderedDict()  # connection -> (client id, user)
     for n, ip_bytes in _packets(p):
         if len(ip_bytes) < 20 or ip_bytes[0] >> 4 != 4 or ip_bytes[9] != 6:
             continue
@@ -146,16 +211,30 @@ def mqtt_fields(path: str | Path) -> pd.DataFrame:
         if sport not in MQTT_PORTS and dport not in MQTT_PORTS:
             continue
         decoded = decode_mqtt(tcp[(tcp[12] >> 4) * 4 :])
-        if decoded is not None:
-            rows.append({"event_id": f"{p.name}:{n}", **decoded})
-    return pd.DataFrame(rows, columns=["event_id", *COLUMNS])
+        if decoded is None:
+            continue
+        if decoded["num.mqtt_type"] == 1.0:  # remember who asked, keyed by the connection's 4-tuple
+            key = ip_bytes[12:16] + tcp[0:2] + ip_bytes[16:20] + tcp[2:4]
+            pending[key] = (decoded["cat.mqtt_client_id"], decoded["cat.mqtt_username"])
+            pending.move_to_end(key)
+            if len(pending) > MAX_PENDING:
+                pending.popitem(last=False)
+        elif decoded["num.mqtt_type"] == 2.0:  # the CONNACK goes the other way
+            asked = pending.pop(ip_bytes[16:20] + tcp[2:4] + ip_bytes[12:16] + tcp[0:2], None)
+            if asked is not None:
+                decoded["cat.mqtt_client_id"], decoded["cat.mqtt_username"] = asked  # type: ignore[assignment]
+        rows.append({"event_id": f"{p.name}:{n}", **decoded})
+    return pd.DataFrame(rows, columns=["event_id", *COLUMNS, *TEXT_COLUMNS])
 
 
 def annotate_mqtt(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
-    """The reader's event frame of a capture with the MQTT columns joined on (NaN elsewhere)."""
+    """The reader's event frame of a capture with the MQTT columns joined on (NaN/None elsewhere)."""
     fields = mqtt_fields(path).set_index("event_id")
     out = frame.copy()
     ids = out["event_id"].astype(str)
     for col in COLUMNS:
         out[col] = ids.map(fields[col]).astype("float64").to_numpy()
+    for col in TEXT_COLUMNS:
+        text = ids.map(fields[col]).tolist()
+        out[col] = pd.Series([v if isinstance(v, str) else None for v in text], index=out.index, dtype=object)
     return out

@@ -168,6 +168,56 @@ def test_mqtt_rules(pack: list[Rule], mk: Any, tmp_path: Path) -> None:
     assert all(a.entity != "192.168.0.5" for a in alerts)
 
 
+def _login(mk: Any, t: float, client: str, port: int, user: str, rc: int, v5: bool = False) -> list[Any]:
+    """A CONNECT with a user name and password from ``client:port``, and the broker's CONNACK."""
+    broker = "192.168.1.7"
+    var = b"\x00\x04MQTT" + bytes([5 if v5 else 4, 0xC2, 0, 60]) + (b"\x00" if v5 else b"")
+    body = b"\x00\x04dev1" + len(user).to_bytes(2, "big") + user.encode() + b"\x00\x06secret"
+    ack = bytes([0, rc]) + (b"\x00" if v5 else b"")
+    return [
+        (t, mk.tcp_packet(client, broker, port, 1883, 0x18, payload=_mqtt(1, var + body))),
+        (t + 0.01, mk.tcp_packet(broker, client, 1883, port, 0x18, payload=_mqtt(2, ack))),
+    ]
+
+
+def _mqtt_titles(pack: list[Rule], mk: Any, path: Path, pkts: list[tuple[float, bytes]]) -> set[tuple[str, str]]:
+    pcap = mk.write_pcap(path, sorted(pkts))
+    frame = annotate_mqtt(PcapReader().read(pcap), pcap)
+    by_id = {r.id: r.title for r in pack}
+    return {(by_id[a.detector.removeprefix("rule:")], a.entity) for a in RuleEngine(pack).run(frame)}
+
+
+def test_mqtt_credential_stuffing(pack: list[Rule], mk: Any, tmp_path: Path) -> None:
+    # prepare: one client tries six accounts once each (two refusals in MQTT 5's reason code);
+    # another retries one account six times; a third logs in at once
+    pkts = []
+    for i, user in enumerate(["admin", "root", "guest", "mqtt", "pi", "iot"]):
+        pkts += _login(mk, 10.0 * i, "10.16.0.20", 41000 + i, user, 134 if i < 2 else 4, v5=i < 2)
+    for i in range(6):
+        pkts += _login(mk, 10.0 * i + 1, "10.16.0.21", 42000 + i, "alice", 4)
+    pkts += _login(mk, 5.0, "192.168.0.5", 43000, "sensor", 0)
+    # execute
+    got = _mqtt_titles(pack, mk, tmp_path / "stuffing.pcap", pkts)
+    # assert: stuffing on the first client only; six refusals are no brute force yet
+    assert got == {("MQTT credential stuffing (many user names from one client)", "10.16.0.20")}
+
+
+def test_mqtt_login_after_brute_force(pack: list[Rule], mk: Any, tmp_path: Path) -> None:
+    # prepare: 12 refused guesses then an accepted login; a client that mistypes twice; a client
+    # accepted at once
+    pkts = []
+    for i in range(12):
+        pkts += _login(mk, 2.0 * i, "10.16.0.30", 44000 + i, "admin", 5)
+    pkts += _login(mk, 120.0, "10.16.0.30", 44100, "admin", 0)
+    pkts += _login(mk, 3.0, "192.168.0.6", 45000, "bob", 4) + _login(mk, 9.0, "192.168.0.6", 45001, "bob", 4)
+    pkts += _login(mk, 15.0, "192.168.0.6", 45002, "bob", 0)
+    pkts += _login(mk, 20.0, "192.168.0.7", 46000, "carol", 0)
+    # execute
+    got = _mqtt_titles(pack, mk, tmp_path / "brute.pcap", pkts)
+    # assert
+    assert got == {("MQTT brute force", "10.16.0.30"), ("MQTT login after brute force", "10.16.0.30")}
+
+
 def test_dns_tunnelling(pack: list[Rule], mk: Any) -> None:
     # prepare: 15 queries with 50-char random labels, and ordinary lookups
     import random

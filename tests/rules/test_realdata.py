@@ -15,7 +15,7 @@ from misuse.rules.derive import Enricher
 from misuse.rules.engine import RuleEngine
 from misuse.rules.fusion import group_incidents
 from misuse.rules.model import load_rules
-from misuse.rules.mqtt import annotate_mqtt
+from misuse.rules.mqtt import annotate_mqtt, mqtt_fields
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sigma"
 
@@ -85,3 +85,25 @@ def test_iot23_flood_alerts_are_ddos_and_grouped(shared_data: Path) -> None:
     flood = [a for a in alerts if a.summary.startswith("Connection flood")]
     assert flood and all(labels[e] == "DDoS" for a in flood for e in a.evidence)
     assert len(incidents) < len(alerts)
+
+
+@pytest.mark.realdata
+def test_mqttset_bruteforce_guesses_one_account(shared_data: Path) -> None:
+    # prepare: MQTTset's brute force guesses passwords for one user name, "user"
+    path = shared_data / "mqttset" / "bruteforce.pcapng"
+    fields = mqtt_fields(path)
+    refused = fields[(fields["num.mqtt_type"] == 2.0) & fields["num.mqtt_rc"].isin([4.0, 5.0])]
+    benign = mqtt_fields(shared_data / "mqttset" / "benign.pcap")
+    connects = benign[benign["num.mqtt_type"] == 1.0]
+    # execute
+    frame = annotate_mqtt(PcapReader().read(path), path)
+    fired = {a.summary.split(":")[0] for a in RuleEngine(builtin_pack()).run(frame)}
+    # assert: every refusal is tied to its CONNECT's names; one account, so brute force but no
+    # credential stuffing, and no accepted login after it
+    assert len(refused) > 1000
+    assert set(refused["cat.mqtt_username"].dropna()) == {"user"}
+    assert refused["cat.mqtt_client_id"].notna().all()
+    assert "MQTT brute force" in fired
+    assert not fired & {"MQTT credential stuffing (many user names from one client)", "MQTT login after brute force"}
+    assert len(connects) > 0 and connects["cat.mqtt_client_id"].str.len().gt(0).all()
+    assert connects["cat.mqtt_username"].isna().all()
