@@ -217,6 +217,18 @@ def apply_history(pol: BanditPolicy, pol_seed: int, sim_seed: int = 11) -> None:
             f"actions {counts}; attack alerts contained {contained}/{attack.sum()}; "
             f"risk_ema or streak among the stated reasons for {cite}"
         )
+    # where the policy acts in the replay itself: below or above the detector's threshold (fused risk 0.5)
+    seen: dict[tuple[bool, str], int] = {}
+    obs, _ = env.reset(options={"replay": 0})
+    done = env.current_row is None
+    while not done:
+        a = pol.act(obs)
+        key = (bool(env._risk[env.current_row] >= 0.5), ACTIONS[a])
+        seen[key] = seen.get(key, 0) + 1
+        obs, _r, done, _t, _i = env.step(a)
+    for above in (False, True):
+        acts = {k[1]: n for k, n in sorted(seen.items()) if k[0] == above}
+        print(f"replay sim-{sim_seed} decision points {'at or above' if above else 'below'} fused risk 0.5: {acts}")
 
 
 def _plot(
