@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -162,6 +163,33 @@ def _stop_workers(st: ServiceState) -> None:
             w.stop()
 
 
+def _errors_in_one_shape(build: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """The schema with every error response as what the API sends: the one JSON error body.
+
+    FastAPI documents a route's declared errors in the route's own media type (text for
+    ``/metrics``), and adds its own 422 body to every route with a path parameter; those parameters
+    are plain strings, which cannot fail validation. Routes that can answer 422 declare it
+    (:func:`misuse.service.errors.error_docs`).
+    """
+
+    def openapi() -> dict[str, Any]:
+        spec = build()  # FastAPI builds it once and hands out the same dict afterwards
+        shape = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        for item in spec.get("paths", {}).values():
+            for op in item.values():
+                responses = op.get("responses", {})
+                if "HTTPValidationError" in json.dumps(responses.get("422", {})):
+                    del responses["422"]
+                for status, doc in responses.items():
+                    if status[:1] in ("4", "5"):
+                        doc["content"] = shape
+        for name in ("HTTPValidationError", "ValidationError"):
+            spec.get("components", {}).get("schemas", {}).pop(name, None)
+        return spec
+
+    return openapi
+
+
 def create_app(cfg: ServiceConfig, *, start_workers: bool = True, state: ServiceState | None = None) -> FastAPI:
     """Build the app.
 
@@ -211,6 +239,7 @@ def create_app(cfg: ServiceConfig, *, start_workers: bool = True, state: Service
     errors.install(app)
     for r in (routes_events, routes_alerts, routes_entities, routes_models, routes_admin):
         app.include_router(r.router)
+    app.openapi = _errors_in_one_shape(app.openapi)  # type: ignore[method-assign]
 
     @app.middleware("http")
     async def count_requests(request: Any, call_next: Any) -> Any:

@@ -89,9 +89,36 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse, "description": _CODES[s].replace("_", " ")} for s in (401, 403, 413, 422)
+_WHEN = {
+    401: "no bearer token, or an invalid or revoked one",
+    403: "the token's role is below the one this route needs",
+    413: "the request body is larger than the setting `max_body_bytes`",
+    422: "a parameter or the body is invalid (one `details` entry per problem)",
+    500: "an unexpected failure (what it was goes to the server log only)",
 }
+
+
+def error_docs(*errors: int | tuple[int, str] | tuple[int, str, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the errors a route answers, all with the one error body.
+
+    Each error is a status with a known meaning (401, 403, 413, 422, 500), ``(status, when)`` or
+    ``(status, code, when)`` when the code is not the status's usual one.
+
+    Examples
+    --------
+    >>> error_docs(401, (404, "no alert with this id"))[404]["description"]
+    '`not_found`: no alert with this id'
+    """
+    out: dict[int | str, dict[str, Any]] = {}
+    for e in errors:
+        if isinstance(e, int):
+            status, code, when = e, _CODES[e], _WHEN[e]
+        elif len(e) == 2:
+            status, code, when = e[0], _CODES[e[0]], e[1]
+        else:
+            status, code, when = e
+        out[status] = {"model": ErrorResponse, "description": f"`{code}`: {when}"}
+    return out
 
 
 def install(app: FastAPI) -> None:

@@ -7,13 +7,13 @@ from fastapi.responses import PlainTextResponse
 
 from misuse import __version__
 from misuse.service.deps import AdminDep, StateDep, ViewerDep
-from misuse.service.errors import ERROR_RESPONSES, ApiError
+from misuse.service.errors import ApiError, error_docs
 from misuse.service.schemas import HealthOut, OkOut, TokenIn, TokenOut, WhoAmI
 
-router = APIRouter(tags=["service"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["service"], responses=error_docs(500))
 
 
-@router.get("/api/health", response_model=HealthOut, summary="Liveness (no token needed)", responses={})
+@router.get("/api/health", response_model=HealthOut, summary="Liveness (no token needed)")
 def health(st: StateDep) -> HealthOut:
     """Whether the store answers, the broker connection, the loaded model. Reveals no data."""
     try:
@@ -41,26 +41,37 @@ def health(st: StateDep) -> HealthOut:
     "/metrics",
     response_class=PlainTextResponse,
     summary="Prometheus metrics",
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format 0.0.4"}},
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format 0.0.4"}, **error_docs(401)},
 )
 def metrics(st: StateDep, _who: ViewerDep) -> PlainTextResponse:
     """Counters, gauges and histograms in the Prometheus text format."""
     return PlainTextResponse(st.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-@router.get("/api/whoami", response_model=WhoAmI, summary="The caller's token name and role")
+@router.get("/api/whoami", response_model=WhoAmI, summary="The caller's token name and role", responses=error_docs(401))
 def whoami(who: ViewerDep) -> WhoAmI:
     """Used by the dashboard to check a token at login."""
     return WhoAmI(name=who.name, role=who.role)
 
 
-@router.get("/api/tokens", response_model=list[TokenOut], summary="API tokens (hashed; ids only)")
+@router.get(
+    "/api/tokens",
+    response_model=list[TokenOut],
+    summary="API tokens (hashed; ids only)",
+    responses=error_docs(401, 403),
+)
 def list_tokens(st: StateDep, _who: AdminDep) -> list[TokenOut]:
     """Every token's id, name, role and creation time."""
     return [TokenOut(**t.public()) for t in st.tokens.list()]
 
 
-@router.post("/api/tokens", response_model=TokenOut, status_code=201, summary="Create an API token")
+@router.post(
+    "/api/tokens",
+    response_model=TokenOut,
+    status_code=201,
+    summary="Create an API token",
+    responses=error_docs(401, 403, 413, 422),
+)
 def create_token(body: TokenIn, st: StateDep, _who: AdminDep) -> TokenOut:
     """The response is the only place the token appears; only its hash is stored."""
     token = st.tokens.create(body.name, body.role)
@@ -69,7 +80,12 @@ def create_token(body: TokenIn, st: StateDep, _who: AdminDep) -> TokenOut:
     return TokenOut(**info.public(), token=token)
 
 
-@router.delete("/api/tokens/{token_id}", response_model=OkOut, summary="Revoke an API token")
+@router.delete(
+    "/api/tokens/{token_id}",
+    response_model=OkOut,
+    summary="Revoke an API token",
+    responses=error_docs(401, 403, (404, "no token with this id")),
+)
 def revoke_token(token_id: str, st: StateDep, _who: AdminDep) -> OkOut:
     """Delete a token; requests with it fail from now on."""
     if token_id not in {t.token_id for t in st.tokens.list()}:

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from misuse.service.deps import AnalystDep, ServiceState, StateDep, ViewerDep
-from misuse.service.errors import ERROR_RESPONSES, ApiError
+from misuse.service.errors import ApiError, error_docs
 from misuse.service.schemas import AlertDetail, AlertList, AlertOut, FeedbackIn, OkOut
 
-router = APIRouter(prefix="/api/alerts", tags=["alerts"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api/alerts", tags=["alerts"], responses=error_docs(500))
+NO_ALERT = (404, "no alert with this id")
 
 _COLS = (
     "alert_id, entity, window_start, window_end, score, threshold, severity, misuse_type, detector, summary, "
@@ -65,7 +66,7 @@ def query_alerts(
     return int(total[0]) if total else 0, [alert_row(r) for r in rows]
 
 
-@router.get("", response_model=AlertList, summary="List and filter alerts")
+@router.get("", response_model=AlertList, summary="List and filter alerts", responses=error_docs(401, 422))
 def list_alerts(
     st: StateDep,
     _who: ViewerDep,
@@ -98,7 +99,12 @@ def list_alerts(
     return AlertList(total=total, alerts=[AlertOut(**a) for a in alerts])
 
 
-@router.get("/stream", summary="Live alert feed (server-sent events)", response_class=StreamingResponse)
+@router.get(
+    "/stream",
+    summary="Live alert feed (server-sent events)",
+    response_class=StreamingResponse,
+    responses=error_docs(401),
+)
 async def alert_stream(request: Request, _who: ViewerDep) -> StreamingResponse:
     """``text/event-stream``: one ``event: alert`` per new alert, its JSON as data."""
     st: ServiceState = request.app.state.service
@@ -109,7 +115,12 @@ async def alert_stream(request: Request, _who: ViewerDep) -> StreamingResponse:
     )
 
 
-@router.get("/{alert_id}", response_model=AlertDetail, summary="One alert with evidence and feedback")
+@router.get(
+    "/{alert_id}",
+    response_model=AlertDetail,
+    summary="One alert with evidence and feedback",
+    responses=error_docs(401, NO_ALERT),
+)
 def get_alert(alert_id: str, st: StateDep, _who: ViewerDep) -> AlertDetail:
     """The alert, the events behind it (when received on the stream) and analyst feedback."""
     _, found = query_alerts(st, ["alert_id = ?"], [alert_id], 1)
@@ -131,7 +142,9 @@ def get_alert(alert_id: str, st: StateDep, _who: ViewerDep) -> AlertDetail:
     )
 
 
-@router.post("/{alert_id}/ack", response_model=OkOut, summary="Acknowledge an alert")
+@router.post(
+    "/{alert_id}/ack", response_model=OkOut, summary="Acknowledge an alert", responses=error_docs(401, 403, NO_ALERT)
+)
 def acknowledge(alert_id: str, st: StateDep, _who: AnalystDep) -> OkOut:
     """Mark the alert as acknowledged."""
     with st.lock:
@@ -139,7 +152,12 @@ def acknowledge(alert_id: str, st: StateDep, _who: AnalystDep) -> OkOut:
     return OkOut(detail=f"alert {alert_id} acknowledged")
 
 
-@router.post("/{alert_id}/feedback", response_model=OkOut, summary="Record analyst feedback")
+@router.post(
+    "/{alert_id}/feedback",
+    response_model=OkOut,
+    summary="Record analyst feedback",
+    responses=error_docs(401, 403, NO_ALERT, 413, 422),
+)
 def feedback(alert_id: str, body: FeedbackIn, st: StateDep, who: AnalystDep) -> OkOut:
     """Record a true- or false-positive verdict (with an optional note) under the caller's token name."""
     with st.lock:

@@ -7,14 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from misuse.service.deps import StateDep, ViewerDep
-from misuse.service.errors import ERROR_RESPONSES, ApiError
+from misuse.service.errors import ApiError, error_docs
 from misuse.service.routes_alerts import iso, query_alerts
 from misuse.service.schemas import AlertOut, EntityOut, ProfileOut
 
-router = APIRouter(prefix="/api/entities", tags=["entities"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api/entities", tags=["entities"], responses=error_docs(500))
 
 
-@router.get("", response_model=list[EntityOut], summary="Entities seen on the stream")
+@router.get("", response_model=list[EntityOut], summary="Entities seen on the stream", responses=error_docs(401, 422))
 def list_entities(
     st: StateDep,
     _who: ViewerDep,
@@ -44,7 +44,12 @@ def list_entities(
     ]
 
 
-@router.get("/{entity}/profile", response_model=ProfileOut, summary="An entity's behaviour profile")
+@router.get(
+    "/{entity}/profile",
+    response_model=ProfileOut,
+    summary="An entity's behaviour profile",
+    responses=error_docs(401, (404, "no events of this entity on the stream"), 422),
+)
 def profile(
     st: StateDep,
     _who: ViewerDep,

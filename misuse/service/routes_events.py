@@ -8,15 +8,20 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from misuse.service.deps import AnalystDep, StateDep, ViewerDep
-from misuse.service.errors import ERROR_RESPONSES
+from misuse.service.errors import error_docs
 from misuse.service.routes_alerts import iso
 from misuse.service.schemas import DeadLetterOut, EventBatch, IngestOut, StatsOut
 from misuse.service.stream import DATASET, parse_objects
 
-router = APIRouter(prefix="/api", tags=["events"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api", tags=["events"], responses=error_docs(500))
 
 
-@router.post("/events", response_model=IngestOut, summary="Ingest a batch of events")
+@router.post(
+    "/events",
+    response_model=IngestOut,
+    summary="Ingest a batch of events",
+    responses=error_docs(401, 403, 413, 422),
+)
 def ingest_events(body: EventBatch, st: StateDep, who: AnalystDep) -> IngestOut:
     """Validate, store and score events; malformed ones (a ``ts`` outside years 1678-2261 among them)
     go to the dead-letter table with the reason, as on MQTT, and the good ones of the batch are kept."""
@@ -32,7 +37,12 @@ def ingest_events(body: EventBatch, st: StateDep, who: AnalystDep) -> IngestOut:
     )
 
 
-@router.get("/dead-letters", response_model=list[DeadLetterOut], summary="Malformed messages set aside")
+@router.get(
+    "/dead-letters",
+    response_model=list[DeadLetterOut],
+    summary="Malformed messages set aside",
+    responses=error_docs(401, 422),
+)
 def dead_letters(
     st: StateDep,
     _who: ViewerDep,
@@ -51,7 +61,7 @@ def dead_letters(
     ]
 
 
-@router.get("/stream/stats", response_model=StatsOut, summary="Events in vs events scored")
+@router.get("/stream/stats", response_model=StatsOut, summary="Events in vs events scored", responses=error_docs(401))
 def stream_stats(st: StateDep, _who: ViewerDep) -> StatsOut:
     """Counts from the store: stored events, events in closed (scored) windows, windows, alerts."""
     with st.lock:

@@ -10,11 +10,11 @@ from fastapi import APIRouter
 from misuse.events import events_to_frame
 from misuse.pipeline import train
 from misuse.service.deps import AdminDep, ServiceState, StateDep, ViewerDep
-from misuse.service.errors import ERROR_RESPONSES, ApiError
+from misuse.service.errors import ApiError, error_docs
 from misuse.service.schemas import ModelOut, OkOut, TrainIn
 from misuse.service.stream import DATASET, stored_ts_ok
 
-router = APIRouter(prefix="/api/models", tags=["models"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api/models", tags=["models"], responses=error_docs(500))
 MAX_TRAIN_EVENTS = 2_000_000
 
 
@@ -34,7 +34,7 @@ def _models(st: ServiceState) -> list[ModelOut]:
     ]
 
 
-@router.get("", response_model=list[ModelOut], summary="Stored models")
+@router.get("", response_model=list[ModelOut], summary="Stored models", responses=error_docs(401))
 def list_models(st: StateDep, _who: ViewerDep) -> list[ModelOut]:
     """Every stored model; ``loaded`` marks the one the stream is scored with."""
     return _models(st)
@@ -62,7 +62,19 @@ def _training_events(st: ServiceState, dataset: str) -> pd.DataFrame:
     return events_to_frame(records)
 
 
-@router.post("/train", response_model=ModelOut, summary="Train a window model")
+@router.post(
+    "/train",
+    response_model=ModelOut,
+    summary="Train a window model",
+    responses=error_docs(
+        401,
+        403,
+        (404, "no stored dataset of this name"),
+        (409, "no_data", "the dataset holds no events, or (dataset `stream`) none were received yet"),
+        413,
+        422,
+    ),
+)
 def train_model(body: TrainIn, st: StateDep, _who: AdminDep) -> ModelOut:
     """Learn normal behaviour from a stored dataset (or the stream's events) and optionally activate it."""
     events = _training_events(st, body.dataset)
@@ -76,7 +88,12 @@ def train_model(body: TrainIn, st: StateDep, _who: AdminDep) -> ModelOut:
     return next(m for m in _models(st) if m.name == body.name)
 
 
-@router.post("/{name}/activate", response_model=OkOut, summary="Score the stream with this model")
+@router.post(
+    "/{name}/activate",
+    response_model=OkOut,
+    summary="Score the stream with this model",
+    responses=error_docs(401, 403, (404, "no model of this name")),
+)
 def activate(name: str, st: StateDep, _who: AdminDep) -> OkOut:
     """Make a stored model the active one and load it into the worker."""
     with st.lock:

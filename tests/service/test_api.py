@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -80,15 +81,56 @@ def test_every_failure_has_the_one_error_shape(api: TestClient, project: Project
         (api.get("/api/alerts?limit=0", headers=viewer), 422),
         (api.post("/api/tokens", json={"name": "x", "role": "root"}, headers=admin), 422),
         (api.post("/api/models/train", json={"name": "m", "dataset": "nope"}, headers=admin), 404),
+        (api.post("/api/models/train", json={"name": "m"}, headers=admin), 409),  # nothing received yet
         (api.post("/api/events", content=b"x" * 300_000, headers=as_json), 413),
         (api.post("/api/events", content=chunks(30), headers=as_json), 413),
     ]
-    # execute + assert
+    spec = api.get("/openapi.json", headers=viewer).json()
+    # execute + assert: each in the one shape, and documented in the schema for its route
     for resp, status in cases:
         err = assert_error_shape(resp, status)
         assert str(project.root) not in err["message"], f"{status} names a server path: {err['message']}"
+        op = operation(spec, resp.request.method, resp.request.url.path)
+        where = f"{resp.request.method} {resp.request.url.path}"
+        assert op is None or str(status) in op["responses"], f"{where}: {status} is not in the schema"
     assert cases[0][0].headers["WWW-Authenticate"] == "Bearer"
+    assert [assert_error_shape(r, s)["code"] for r, s in cases if s == 409] == ["no_data"]
     assert cases[-1][0].request.headers.get("transfer-encoding") == "chunked"  # streamed, nothing declared
+
+
+def operation(spec: dict[str, Any], method: str, path: str) -> dict[str, Any] | None:
+    """The schema's operation serving a request path (a literal path before a templated one), if any."""
+    ops = spec["paths"]
+    templates = sorted(ops, key=lambda t: "{" in t)
+    for t in templates:
+        if method.lower() in ops[t] and re.fullmatch(re.sub(r"\{[^/]+\}", "[^/]+", t), path):
+            return dict(ops[t][method.lower()])
+    return None
+
+
+# the errors each operation answers besides 500 (every route may fail inside): 401 wherever a token is needed,
+# 403 where the role needed is above viewer, 413 where there is a body, 422 where a parameter or body can be invalid
+DOCUMENTED_ERRORS = {
+    ("post", "/api/events"): {401, 403, 413, 422},
+    ("get", "/api/dead-letters"): {401, 422},
+    ("get", "/api/stream/stats"): {401},
+    ("get", "/api/alerts"): {401, 422},
+    ("get", "/api/alerts/stream"): {401},
+    ("get", "/api/alerts/{alert_id}"): {401, 404},
+    ("post", "/api/alerts/{alert_id}/ack"): {401, 403, 404},
+    ("post", "/api/alerts/{alert_id}/feedback"): {401, 403, 404, 413, 422},
+    ("get", "/api/entities"): {401, 422},
+    ("get", "/api/entities/{entity}/profile"): {401, 404, 422},
+    ("get", "/api/models"): {401},
+    ("post", "/api/models/train"): {401, 403, 404, 409, 413, 422},
+    ("post", "/api/models/{name}/activate"): {401, 403, 404},
+    ("get", "/api/health"): set(),
+    ("get", "/metrics"): {401},
+    ("get", "/api/whoami"): {401},
+    ("get", "/api/tokens"): {401, 403},
+    ("post", "/api/tokens"): {401, 403, 413, 422},
+    ("delete", "/api/tokens/{token_id}"): {401, 403, 404},
+}
 
 
 def test_health_is_open_and_reveals_no_data(api: TestClient) -> None:
@@ -106,17 +148,23 @@ def test_openapi_documents_every_route_with_security_and_errors(api: TestClient,
     assert ui.status_code == 200 and "/openapi.json" in ui.text
     assert login_page.status_code == 200 and "token" in login_page.text.lower()
     assert api.get("/redoc", headers=auth(project, "viewer")).status_code == 404
-    # every operation but health needs the bearer token and documents the error shape
+    # every operation but health needs the bearer token; each documents the errors it answers, in the one shape
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
-    ops = [(p, m, op) for p, item in spec["paths"].items() for m, op in item.items()]
-    assert len(ops) >= 17
-    for path, method, op in ops:
+    ops = {(m, p): op for p, item in spec["paths"].items() for m, op in item.items()}
+    assert set(ops) == set(DOCUMENTED_ERRORS)
+    for (method, path), op in ops.items():
         assert op.get("summary"), f"{method} {path} has no summary"
         if path == "/api/health":
             assert "security" not in op
-            continue
-        assert op.get("security") == [{"HTTPBearer": []}], f"{method} {path} is not protected"
-        assert "401" in op["responses"] and "403" in op["responses"], f"{method} {path} lacks error docs"
+        else:
+            assert op.get("security") == [{"HTTPBearer": []}], f"{method} {path} is not protected"
+        errors = {int(s): r for s, r in op["responses"].items() if s[0] in "45"}
+        assert set(errors) == DOCUMENTED_ERRORS[method, path] | {500}, f"{method} {path}: {sorted(errors)}"
+        for status, doc in errors.items():
+            assert doc["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+            assert doc["description"].startswith("`"), f"{method} {path} {status}: no error code in {doc}"
+    assert ops["post", "/api/models/train"]["responses"]["409"]["description"].startswith("`no_data`")
+    assert "HTTPValidationError" not in json.dumps(spec)
 
 
 def test_ingest_alerts_ack_feedback_entities_profile_and_dead_letters(api: TestClient, project: Project) -> None:
