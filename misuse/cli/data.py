@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from misuse.alerts.model import Alert
 from misuse.cli.common import (
     DEFAULT_PROJECT,
     EXIT_USAGE,
@@ -104,14 +107,48 @@ def alerts(
     misuse_type: Annotated[str | None, typer.Option("--type", "-t", help="Only this misuse type.")] = None,
     entity: Annotated[str | None, typer.Option("--entity", "-e", help="Only this entity.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only alerts on this dataset.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (alerts, incidents or risks).")] = 50,
     explain: Annotated[bool, typer.Option("--explain", help="Show each alert's contributing features.")] = False,
+    incidents: Annotated[
+        bool,
+        typer.Option(
+            "--incidents",
+            help="Group the stored alerts of every rule and detector by entity and cause (misuse type) into "
+            "incidents: one line each with the alert count, time span and top contributions.",
+        ),
+    ] = False,
+    risk: Annotated[
+        bool,
+        typer.Option(
+            "--risk",
+            help="Fused risk per entity and --window from stored rule and detector alerts, every contribution "
+            "shown by rule title or detector name.",
+        ),
+    ] = False,
+    window: Annotated[float, typer.Option("--window", help="--risk: seconds of one fusion window.")] = 3600.0,
+    gap: Annotated[
+        float, typer.Option("--gap", help="--incidents: alerts at most this many seconds apart join one incident.")
+    ] = 3600.0,
+    rules: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--rules",
+            "-r",
+            help="Rule files or folders that raised the rule alerts, for their titles and confidences "
+            "(default: the built-in IoT pack).",
+        ),
+    ] = None,
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
-    """List stored alerts, with their explanations."""
+    """List stored alerts, with their explanations; or group them into incidents (--incidents), or fuse
+    them into a risk per entity (--risk)."""
     with handled():
         store = open_store(project)
+        if incidents or risk:
+            found = store.alerts(misuse_type=misuse_type, entity=entity, dataset=dataset)
+            _fused_views(found, incidents, risk, window, gap, rules, limit, as_json)
+            return
         df = store.alerts(misuse_type=misuse_type, entity=entity, dataset=dataset, limit=limit)
         if as_json:
             emit_json(df.to_dict("records"))
@@ -144,6 +181,76 @@ def alerts(
                         highlight=False,
                         markup=False,
                     )
+
+
+def _fused_views(
+    df: pd.DataFrame,
+    incidents: bool,
+    risk: bool,
+    window: float,
+    gap: float,
+    rule_paths: list[Path] | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """``misuse alerts --incidents/--risk``: the stored alerts through group_incidents and fuse."""
+    from misuse.rules import builtin_pack
+    from misuse.rules.fusion import SEVERITY_ORDER, display_names, fuse, group_incidents
+    from misuse.rules.model import load_rules
+
+    loaded = [r for p in rule_paths for r in load_rules(p)] if rule_paths else builtin_pack()
+    objs = [_stored_alert(row) for row in df.to_dict("records")]
+    names = display_names(objs, loaded)
+    found = group_incidents(objs, gap=gap) if incidents else []
+    found.sort(key=lambda i: (-SEVERITY_ORDER[i.severity], -len(i.alerts), i.start))
+    risks = fuse(objs, window=window, confidences={r.id: r.confidence for r in loaded}, names=names) if risk else []
+    if as_json:
+        out: dict[str, object] = {}
+        if incidents:
+            out["incidents"] = [i.to_dict(names) for i in found[:limit]]
+        if risk:
+            out["risks"] = [r.to_dict() for r in risks[:limit]]
+        emit_json(out)
+        return
+    if incidents:
+        console.print(f"{len(found)} incident(s) from {len(objs)} alert(s)")
+        for inc in found[:limit]:
+            console.print(f"- [{inc.severity}] {inc.summary(names)}", highlight=False, markup=False, soft_wrap=True)
+        _more(len(found) - limit, "incident(s)")
+    if risk:
+        console.print(f"{len(risks)} entity risk(s) over {window:g} s windows from {len(objs)} alert(s)")
+        for r in risks[:limit]:
+            console.print(f"  {r.summary(top=None)}", highlight=False, markup=False, soft_wrap=True)
+        _more(len(risks) - limit, "risk(s)")
+
+
+def _more(n: int, what: str) -> None:
+    if n > 0:
+        console.print(f"{n} more {what} (--limit)", highlight=False)
+
+
+def _stored_alert(row: dict[str, Any]) -> Alert:
+    """An alert as the store returns it (one row of ``Store.alerts``), as an :class:`Alert` again."""
+
+    def utc(v: object) -> datetime:
+        ts = pd.Timestamp(v)  # type: ignore[arg-type]
+        return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+
+    return Alert(
+        entity=str(row["entity"]),
+        window_start=utc(row["window_start"]),
+        window_end=utc(row["window_end"]),
+        score=float(row["score"]),
+        threshold=float(row["threshold"]),
+        severity=str(row["severity"]),
+        misuse_type=str(row["misuse_type"]),
+        detector=str(row["detector"]),
+        summary=str(row["summary"]),
+        contributions=list(row["contributions"]),
+        evidence=list(row["evidence"]),
+        alert_id=str(row["alert_id"]),
+        status=str(row["status"]),
+    )
 
 
 def _value(v: object) -> str:

@@ -13,7 +13,7 @@ from misuse.ingest.formats import reader_for
 from misuse.rules import builtin_pack
 from misuse.rules.derive import Enricher
 from misuse.rules.engine import RuleEngine
-from misuse.rules.fusion import fuse, group_incidents
+from misuse.rules.fusion import display_names, fuse, group_incidents
 from misuse.rules.model import Rule, load_rules
 from misuse.rules.sigma import export_sigma
 
@@ -108,28 +108,20 @@ def run(
 
                 frame = annotate_mqtt(frame, path)
             alerts.extend(engine.process(frame))
-        risks = fuse(alerts, confidences={r.id: r.confidence for r in loaded})
+        names = display_names(alerts, loaded)
+        risks = fuse(alerts, confidences={r.id: r.confidence for r in loaded}, names=names)
         incidents = group_incidents(alerts)
         if as_json:
             emit_json(
                 {
                     "alerts": [a.to_dict() for a in alerts],
-                    "risks": [
-                        {
-                            "entity": r.entity,
-                            "risk": r.risk,
-                            "misuse_type": r.misuse_type,
-                            "contributions": r.contributions,
-                        }
-                        for r in risks
-                    ],
-                    "incidents": [i.summary() for i in incidents],
+                    "risks": [r.to_dict() for r in risks],
+                    "incidents": [i.to_dict(names) for i in incidents],
                 }
             )
             return
         console.print(f"{engine.stats.events:,} events, {len(alerts)} alert(s), {len(incidents)} incident(s)")
         for inc in incidents[:50]:
-            console.print(f"- [{inc.severity}] {inc.summary()}", highlight=False, markup=False)
+            console.print(f"- [{inc.severity}] {inc.summary(names)}", highlight=False, markup=False, soft_wrap=True)
         for r in risks[:10]:
-            parts = ", ".join(f"{c['feature']}={c['actual']:.2f}" for c in r.contributions[:4])
-            console.print(f"  risk {r.risk:.2f} {r.entity} ({r.misuse_type}): {parts}", highlight=False, markup=False)
+            console.print(f"  {r.summary()}", highlight=False, markup=False, soft_wrap=True)

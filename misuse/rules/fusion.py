@@ -5,10 +5,12 @@ noisy-OR of calibrated probabilities: ``risk = 1 - prod(1 - p_i)``, where ``p_i`
 ``confidence`` (its probability that a hit is a true positive) or a detector alert's
 probability. Several weak signals on one entity therefore add up: three independent hits at
 0.5 give 0.875. The strongest hit per source counts once, so one noisy rule cannot reach a
-high risk on its own by repetition. Every contribution is listed.
+high risk on its own by repetition. Every contribution is listed, under the name a person knows
+it by (a rule's title, a detector's name: :func:`display_names`).
 
 :func:`group_incidents` merges alerts on the same entity and misuse type whose windows lie
-within ``gap`` seconds of each other into one :class:`Incident`.
+within ``gap`` seconds of each other into one :class:`Incident`, which says how many alerts it
+holds, over what time span, and which rules and detectors contributed most.
 """
 
 from __future__ import annotations
@@ -22,8 +24,44 @@ from typing import Any
 from misuse.alerts.model import Alert
 from misuse.alerts.types import MisuseType
 from misuse.errors import InvalidParameterError
+from misuse.rules.model import Rule
 
 SEVERITY_ORDER = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+def display_names(alerts: Iterable[Alert], rules: Iterable[Rule] = ()) -> dict[str, str]:
+    """What to call each detector of ``alerts``: a rule's title for ``rule:<id>``, else the detector.
+
+    A rule alert whose rule is not among ``rules`` is named by its summary, which the rule engine
+    starts with the rule's title (``"<title>: ..."``); failing that, by its detector.
+
+    >>> from datetime import datetime, UTC
+    >>> t = datetime(2024, 1, 1, tzinfo=UTC)
+    >>> a = [Alert("cam", t, t, 1, 1, "low", "scanning", "rule:9d3b", "Telnet scan: 20 peers"),
+    ...      Alert("cam", t, t, 2, 1, "low", "anomaly", "iforest", "unusual window")]
+    >>> display_names(a)
+    {'rule:9d3b': 'Telnet scan', 'iforest': 'iforest'}
+    """
+    titles = {f"rule:{r.id}": r.title for r in rules}
+    out: dict[str, str] = {}
+    for a in alerts:
+        if a.detector in out:
+            continue
+        if a.detector in titles:
+            out[a.detector] = titles[a.detector]
+        elif a.detector.startswith("rule:") and ": " in a.summary:
+            out[a.detector] = a.summary.split(": ", 1)[0]
+        else:
+            out[a.detector] = a.detector
+    return out
+
+
+def _span(start: Any, end: Any) -> str:
+    """A duration for people: ``2h 05m``, ``4m 10s``, ``12s``."""
+    secs = max(int((end - start).total_seconds()), 0)
+    h, rest = divmod(secs, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s" if m else f"{sec}s"
 
 
 def detector_probability(alert: Alert) -> float:
@@ -48,6 +86,28 @@ class EntityRisk:
     misuse_type: str
     contributions: list[dict[str, Any]] = field(default_factory=list)
     alert_ids: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (times as ISO-8601 strings)."""
+        return {
+            "entity": self.entity,
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "risk": self.risk,
+            "misuse_type": self.misuse_type,
+            "contributions": self.contributions,
+            "alert_ids": self.alert_ids,
+        }
+
+    def summary(self, top: int | None = 4) -> str:
+        """One line: the risk, the entity and the strongest ``top`` contributions by name (None: all)."""
+        shown = self.contributions if top is None else self.contributions[:top]
+        parts = ", ".join(f"{c['feature']} {c['actual']:.2f}" for c in shown)
+        more = len(self.contributions) - len(shown)
+        return (
+            f"risk {self.risk:.2f} {self.entity} ({self.misuse_type}) {self.window_start:%Y-%m-%d %H:%M} - "
+            f"{self.window_end:%Y-%m-%d %H:%M}: {parts}" + (f" and {more} more" if more > 0 else "")
+        )
 
     def to_alert(self, threshold: float) -> Alert:
         """The fused risk as one alert (detector ``fusion``)."""
@@ -74,6 +134,7 @@ def fuse(
     window: float = 3600.0,
     confidences: Mapping[str, float] | None = None,
     probability: Callable[[Alert], float] = detector_probability,
+    names: Mapping[str, str] | None = None,
 ) -> list[EntityRisk]:
     """Noisy-OR risk per (entity, window) from rule hits and detector alerts.
 
@@ -87,6 +148,9 @@ def fuse(
         Rule id -> confidence (``Rule.confidence``); a rule missing here counts 0.5.
     probability:
         Maps a detector alert to a probability.
+    names:
+        Detector -> the name a contribution is shown under (``feature``), as
+        :func:`display_names` gives; the detector itself is kept in ``detector``.
 
     Examples
     --------
@@ -99,6 +163,7 @@ def fuse(
     if window <= 0:
         raise InvalidParameterError(f"The 'window' parameter of fuse must be > 0. Got {window!r} instead.")
     conf = dict(confidences or {})
+    label = dict(names or {})
     best: dict[tuple[str, int], dict[str, tuple[float, Alert]]] = {}
     for a in alerts:
         b = int(a.window_start.timestamp() // window)
@@ -117,8 +182,9 @@ def fuse(
         types: dict[str, float] = {}
         for _, (p, a) in ranked:
             types[a.misuse_type] = types.get(a.misuse_type, 0.0) + p
+        total = max(sum(x for x, _ in signals.values()), 1e-9)
         contributions = [
-            {"feature": det, "typical": 0.0, "actual": p, "weight": p / max(sum(x for x, _ in signals.values()), 1e-9)}
+            {"feature": label.get(det, det), "detector": det, "typical": 0.0, "actual": p, "weight": p / total}
             for det, (p, _) in ranked
         ]
         alerts_in = [a for _, (_, a) in ranked]
@@ -152,12 +218,50 @@ class Incident:
         """The distinct rules and detectors involved."""
         return sorted({a.detector for a in self.alerts})
 
-    def summary(self) -> str:
-        """One line a person can read."""
+    def contributions(self, names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Per rule or detector: its name, how many of the alerts it raised and its highest score,
+        most alerts first."""
+        label = dict(names or {})
+        per: dict[str, list[Alert]] = {}
+        for a in self.alerts:
+            per.setdefault(a.detector, []).append(a)
+        rows = [
+            {
+                "detector": det,
+                "name": label.get(det, det),
+                "alerts": len(group),
+                "max_score": max(a.score for a in group),
+                "severity": max((a.severity for a in group), key=SEVERITY_ORDER.__getitem__),
+            }
+            for det, group in per.items()
+        ]
+        return sorted(rows, key=lambda r: (-r["alerts"], -SEVERITY_ORDER[r["severity"]], r["name"]))
+
+    def summary(self, names: Mapping[str, str] | None = None, top: int = 3) -> str:
+        """One line a person can read: cause, entity, count, time span and the top contributions."""
+        rows = self.contributions(names)
+        parts = ", ".join(f"{r['name']} x{r['alerts']}" for r in rows[:top])
+        more = f" and {len(rows) - top} more" if len(rows) > top else ""
         return (
-            f"{self.misuse_type} on {self.entity}: {len(self.alerts)} alert(s) from "
-            f"{', '.join(self.detectors)} between {self.start.isoformat()} and {self.end.isoformat()}"
+            f"{self.misuse_type} on {self.entity}: {len(self.alerts)} alert(s) between "
+            f"{self.start.isoformat()} and {self.end.isoformat()} ({_span(self.start, self.end)}); "
+            f"top: {parts}{more}"
         )
+
+    def to_dict(self, names: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """JSON-ready form (times as ISO-8601 strings)."""
+        return {
+            "entity": self.entity,
+            "misuse_type": self.misuse_type,
+            "severity": self.severity,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "seconds": (self.end - self.start).total_seconds(),
+            "alerts": len(self.alerts),
+            "summary": self.summary(names),
+            "contributions": self.contributions(names),
+            "alert_ids": [a.alert_id for a in self.alerts],
+        }
 
 
 def group_incidents(alerts: Iterable[Alert], *, gap: float = 3600.0) -> list[Incident]:

@@ -112,3 +112,83 @@ def test_alerts_explain_prints_text_and_numeric_contributions(tmp_path: Path) ->
 
     assert r.exit_code == 0, r.output
     assert "App/1" in r.output and "curl/8 [x]" in r.output and "typical" in r.output
+
+
+def _store_mixed_alerts(project: Path) -> None:
+    """Rule alerts of the built-in pack and detector alerts, on two entities."""
+    from datetime import UTC, datetime, timedelta
+
+    from misuse.alerts.model import Alert
+    from misuse.store.duck import Store
+
+    t = datetime(2026, 3, 5, 10, tzinfo=UTC)
+    brute = "rule:0ce561bb-7fca-47aa-a7eb-c852dc5e265a"  # SSH/telnet brute force from one source, confidence 0.85
+    rows = [
+        Alert("1.2.3.4", t + timedelta(minutes=m), t + timedelta(minutes=m + 1), 10.0, 10.0, "medium", "brute_force",
+              brute, "SSH/telnet brute force from one source: count() = 10 within 300s (peer=1.2.3.4)")
+        for m in (0, 6, 12)
+    ] + [
+        Alert("1.2.3.4", t + timedelta(minutes=20), t + timedelta(minutes=25), 0.8, 0.4, "high", "brute_force",
+              "iforest", "unusual window"),
+        Alert("cam", t, t + timedelta(minutes=5), 2.0, 1.0, "low", "anomaly", "rule:retired-rule",
+              "Retired rule: 2 matching event(s) for cam"),
+    ]  # fmt: skip
+    with Store(project) as store:
+        store.add_alerts(rows)
+
+
+def test_alerts_incidents_group_rule_and_detector_alerts_by_entity_and_cause(tmp_path: Path) -> None:
+    _store_mixed_alerts(tmp_path / "p")
+
+    text = runner.invoke(app, ["alerts", "-p", str(tmp_path / "p"), "--incidents"])
+    as_json = runner.invoke(app, ["alerts", "-p", str(tmp_path / "p"), "--incidents", "--json"])
+
+    assert text.exit_code == 0, text.output
+    lines = text.output.splitlines()
+    assert lines[0] == "2 incident(s) from 5 alert(s)"
+    assert lines[1].startswith("- [high] brute_force on 1.2.3.4: 4 alert(s) between 2026-03-05T10:00:00+00:00")
+    assert lines[1].endswith("(25m 00s); top: SSH/telnet brute force from one source x3, iforest x1")
+    assert "Retired rule x1" in lines[2] and "rule:" not in text.output
+    incidents = json.loads(as_json.output)["incidents"]
+    assert [(i["entity"], i["alerts"], i["seconds"]) for i in incidents] == [("1.2.3.4", 4, 1500.0), ("cam", 1, 300.0)]
+    assert incidents[0]["contributions"][0]["name"] == "SSH/telnet brute force from one source"
+
+
+def test_alerts_risk_fuses_rule_and_detector_alerts_with_named_contributions(tmp_path: Path) -> None:
+    import math
+
+    _store_mixed_alerts(tmp_path / "p")
+    rules = tmp_path / "mine.yml"
+    rules.write_text(
+        "title: Retired rule\nid: retired-rule\nconfidence: 0.3\nmisuse_type: anomaly\n"
+        "detection: {s: {kind: x}, condition: s}\n"
+    )
+
+    r = runner.invoke(app, ["alerts", "-p", str(tmp_path / "p"), "--risk", "--json"])
+    mine = runner.invoke(app, ["alerts", "-p", str(tmp_path / "p"), "--risk", "--json", "--rules", str(rules)])
+    text = runner.invoke(app, ["alerts", "-p", str(tmp_path / "p"), "--risk", "--entity", "1.2.3.4"])
+
+    assert r.exit_code == 0, r.output
+    risks = {x["entity"]: x for x in json.loads(r.output)["risks"]}
+    p_iforest = 1 / (1 + math.exp(-1.0))  # score twice the threshold
+    assert risks["1.2.3.4"]["risk"] == pytest.approx(1 - (1 - 0.85) * (1 - p_iforest))
+    assert [c["feature"] for c in risks["1.2.3.4"]["contributions"]] == [
+        "SSH/telnet brute force from one source",
+        "iforest",
+    ]
+    assert risks["cam"]["contributions"][0]["feature"] == "Retired rule"  # not loaded: named by its summary
+    assert risks["cam"]["risk"] == pytest.approx(0.5)
+    with_mine = {x["entity"]: x for x in json.loads(mine.output)["risks"]}
+    assert with_mine["cam"]["risk"] == pytest.approx(0.3)  # --rules gives the rule's confidence
+    assert text.output.splitlines()[0] == "1 entity risk(s) over 3600 s windows from 4 alert(s)"
+    assert "SSH/telnet brute force from one source 0.85, iforest 0.73" in text.output
+    assert "rule:" not in text.output
+
+
+def test_alerts_risk_window_must_be_positive(tmp_path: Path) -> None:
+    _store_mixed_alerts(tmp_path / "p")
+
+    r = runner.invoke(app, ["alerts", "-p", str(tmp_path / "p"), "--risk", "--window", "0"])
+
+    assert r.exit_code == EXIT_INPUT
+    assert "'window' parameter of fuse must be > 0" in r.output

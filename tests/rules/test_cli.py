@@ -49,9 +49,16 @@ def test_run_prints_alerts_risks_and_incidents(tmp_path: Path, mk: Any) -> None:
     log.write_text("\n".join(lines) + "\n")
     # execute
     res = CliRunner().invoke(app, ["run", str(log), "--json"])
+    text = CliRunner().invoke(app, ["run", str(log)])
     # assert
     out = json.loads(res.output)
     assert res.exit_code == 0
     assert {a["misuse_type"] for a in out["alerts"]} == {"brute_force", "unauthorized_access"}
     assert out["risks"][0]["entity"] == "1.2.3.4" and out["risks"][0]["risk"] > 0.9
     assert len(out["incidents"]) == 2
+    # contributions by rule title, never by rule id
+    titles = {"SSH/telnet brute force from one source", "Successful login after brute force"}
+    assert {c["feature"] for c in out["risks"][0]["contributions"]} == titles
+    assert {c["name"] for i in out["incidents"] for c in i["contributions"]} == titles
+    assert text.exit_code == 0 and "rule:" not in text.output
+    assert "top: Successful login after brute force x1" in text.output.replace("\n", " ")

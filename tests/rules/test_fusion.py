@@ -8,7 +8,7 @@ import pytest
 
 from misuse.alerts.model import Alert
 from misuse.errors import InvalidParameterError
-from misuse.rules.fusion import detector_probability, fuse, group_incidents
+from misuse.rules.fusion import detector_probability, display_names, fuse, group_incidents
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -74,3 +74,46 @@ def test_bad_parameters_fail_loudly() -> None:
         fuse([], window=0)
     with pytest.raises(InvalidParameterError, match="'gap'"):
         group_incidents([], gap=-1)
+
+
+def test_contributions_are_shown_by_rule_title_and_detector_name() -> None:
+    # prepare: a rule alert of a loaded rule, one of a rule not loaded, and a detector alert
+    from misuse.rules.model import parse_rules
+
+    (rule,) = parse_rules("title: Telnet scan\nid: r1\nconfidence: 0.7\ndetection: {s: {a: 1}, condition: s}\n")
+    alerts = [
+        _alert("cam", "rule:r1", 0),
+        Alert("cam", T0, T0, 1.0, 1.0, "low", "botnet", "rule:gone", "Old rule: 3 matching event(s)"),
+        _alert("cam", "iforest", 5, "anomaly", score=0.8, thr=0.4),
+    ]
+    names = display_names(alerts, [rule])
+    # execute
+    (risk,) = fuse(alerts, confidences={"r1": rule.confidence}, names=names)
+    # assert: names in 'feature', the detector kept beside it
+    assert names == {"rule:r1": "Telnet scan", "rule:gone": "Old rule", "iforest": "iforest"}
+    by_detector = {c["detector"]: c for c in risk.contributions}
+    assert (by_detector["rule:r1"]["feature"], by_detector["rule:r1"]["actual"]) == ("Telnet scan", 0.7)
+    assert {c["feature"] for c in risk.contributions} == {"Telnet scan", "Old rule", "iforest"}
+    assert "Telnet scan 0.70" in risk.summary() and "rule:" not in risk.summary()
+    assert risk.to_dict()["contributions"] == risk.contributions
+
+
+def test_an_incident_line_has_count_time_span_and_top_contributions() -> None:
+    # prepare: a scan burst of one rule (3 alerts) plus a detector alert on the same camera and cause
+    alerts = [_alert("cam", "rule:scan", m, "scanning") for m in (0, 10, 20)]
+    alerts.append(_alert("cam", "iforest", 25, "scanning", score=3.0))
+    (incident,) = group_incidents(alerts)
+    # execute
+    line = incident.summary({"rule:scan": "Horizontal port scan"})
+    data = incident.to_dict({"rule:scan": "Horizontal port scan"})
+    # assert
+    assert line.startswith("scanning on cam: 4 alert(s) between 2024-05-01T12:00:00+00:00 and 2024-05-01T12:25")
+    assert line.endswith("(25m 00s); top: Horizontal port scan x3, iforest x1")
+    assert data["alerts"] == 4 and data["seconds"] == 1500.0
+    assert data["contributions"][0] == {
+        "detector": "rule:scan",
+        "name": "Horizontal port scan",
+        "alerts": 3,
+        "max_score": 1.0,
+        "severity": "low",
+    }
