@@ -6,16 +6,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from misuse.cli.common import JsonOpt, console, emit_json, handled
-from misuse.ingest.formats import reader_for
+from misuse.ingest.base import DeadLetter
 from misuse.rules import builtin_pack
 from misuse.rules.derive import Enricher
 from misuse.rules.engine import RuleEngine
 from misuse.rules.fusion import display_names, fuse, group_incidents
 from misuse.rules.model import Rule, load_rules
 from misuse.rules.sigma import export_sigma
+from misuse.workflows import IngestResult, plan_readers
 
 app = typer.Typer(help="Sigma-style rules: list, validate, run over files, export as Sigma YAML.", no_args_is_help=True)
 RulesOpt = Annotated[
@@ -84,7 +86,7 @@ def export(
 
 @app.command("run")
 def run(
-    paths: Annotated[list[Path], typer.Argument(help="Event files (pcap, Zeek, auth.log, Cowrie, ...).")],
+    paths: Annotated[list[Path], typer.Argument(help="Event files or folders (pcap, Zeek, auth.log, Cowrie, ...).")],
     rules: RulesOpt = None,
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="Input format (default: detected).")] = None,
     mapping: Annotated[
@@ -92,36 +94,79 @@ def run(
         typer.Option("--mapping", "-m", help="Column mapping for csv/jsonl: a built-in name or a YAML file."),
     ] = None,
     mqtt: Annotated[bool, typer.Option("--mqtt", help="Decode MQTT fields from pcap payloads.")] = False,
+    dead_letter: Annotated[
+        Path | None,
+        typer.Option("--dead-letter", help="Append the bad records to this JSONL file (as misuse ingest does)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run rules over files as a batch; print alerts, fused entity risks and incidents."""
+    """Run rules over files as a batch; print alerts, fused entity risks and incidents.
+
+    Files are read as ``misuse ingest`` reads them: in a folder, files that are not data are
+    skipped and listed; bad records are counted, reported (the first one named) and set aside
+    (in ``--dead-letter FILE`` if given); they never stop the run. A rule whose group-by field names
+    no column of the events is an error naming the rule's file, line and field.
+    """
     with handled():
         loaded = _load(rules)
         engine = RuleEngine(loaded, enricher=Enricher(), missing_fields="error")
+        plan, skipped = plan_readers(paths, fmt, {"mapping": mapping} if mapping else None)
+        dead = DeadLetter(path=dead_letter)
+        read = IngestResult(dataset="", skipped=skipped, dead_letter_file=str(dead_letter) if dead_letter else None)
         alerts = []
-        options = {"mapping": mapping} if mapping else {}
-        for path in paths:
-            name, reader = reader_for(path, fmt, **options)
-            frame = reader.read(path)
+        for path, name, reader in plan:
+            frame = reader.read(path, dead=dead)
+            read.files.append(str(path))
+            read.formats[str(path)] = name
+            read.rows += len(frame)
             if mqtt and name in ("pcap", "pcapng"):
                 from misuse.rules.mqtt import annotate_mqtt
 
                 frame = annotate_mqtt(frame, path)
             alerts.extend(engine.process(frame))
+        read.bad_records, read.first_bad = dead.count, dead.first()
+        titles = {r.id: r.title for r in loaded}
+        ungrouped = {
+            titles.get(rid, rid): {"hits": n, "reason": engine.stats.ungrouped_reason[rid]}
+            for rid, n in engine.stats.ungrouped.items()
+        }
         names = display_names(alerts, loaded)
         risks = fuse(alerts, confidences={r.id: r.confidence for r in loaded}, names=names)
         incidents = group_incidents(alerts)
         if as_json:
             emit_json(
                 {
+                    "input": {k: v for k, v in read.to_dict().items() if k != "dataset"},
                     "alerts": [a.to_dict() for a in alerts],
                     "risks": [r.to_dict() for r in risks],
                     "incidents": [i.to_dict(names) for i in incidents],
+                    "ungrouped": ungrouped,
                 }
             )
             return
         console.print(f"{engine.stats.events:,} events, {len(alerts)} alert(s), {len(incidents)} incident(s)")
+        _print_input_problems(read)
+        for title, u in ungrouped.items():
+            console.print(
+                f"{u['hits']:,} hit(s) of '{title}' not correlated: {u['reason']}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
         for inc in incidents[:50]:
             console.print(f"- [{inc.severity}] {inc.summary(names)}", highlight=False, markup=False, soft_wrap=True)
         for r in risks[:10]:
             console.print(f"  {r.summary()}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _print_input_problems(read: IngestResult) -> None:
+    """Skipped files and bad records, in the words of ``misuse ingest``."""
+    from misuse.cli.data import _print_skipped  # the very lines misuse ingest prints
+
+    _print_skipped(read)
+    if read.bad_records:
+        what = f"set aside in {read.dead_letter_file}" if read.dead_letter_file else "skipped"
+        keep = "" if read.dead_letter_file else " (--dead-letter FILE keeps them)"
+        first = escape(str(read.first_bad))
+        line = f"[yellow]{read.bad_records:,} bad record(s) {escape(what)}[/]{keep}; first: {first}"
+        console.print(line, soft_wrap=True)
