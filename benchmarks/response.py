@@ -17,18 +17,20 @@ total cost (stated costs of :class:`misuse.response.env.Costs`), attack windows 
 alerted / missed, false alarms and benign windows disrupted, for the bandit (mean and range over
 the exploration seeds), the static threshold policy (alert at fused risk 0.5), the same policy
 with its threshold and action (alert, rate-limit or quarantine) tuned for lowest cost on the
-training streams, and the rulebook with its rungs at the P90 / P95 / P99 quantiles of the training
-streams' fused risk (``RulebookPolicy.from_replays``).
+training streams, and the rulebook (alert at every alert, rate-limit and quarantine at the median
+and P90 of the training alerts' fused risk, ``RulebookPolicy.from_replays``). Every policy
+decides at the same points: the windows that raised an alert (``ResponseEnv``).
 
-The rulebook's rung levels are printed beside two other level sets on the training streams (the
-choice was made there, never on the held-out streams).
+The rulebook's rung levels are printed beside three other level sets on the training streams
+(the choice was made there, never on the held-out streams).
 
 Last, ``apply`` is run on stored alerts: the held-out simulator day of seed 11 is stored with
 the same window model its replay uses, the model's alerts on it are stored, and the first
 bandit's observations of them are compared with the replay's observations of the same windows:
 as ``apply`` computes them for alerts of a stored window model (over every window), and as its
 fallback for other alerts does (history over the alerted windows, window features from the
-alert's contributions).
+alert's contributions); and the decision points of ``apply`` (dry run) are compared with the
+replay's.
 
 Usage::
 
@@ -87,7 +89,8 @@ def main() -> None:
         for r in rs:
             print(
                 f"{label:9s} {r.name:26s} windows {len(r.frame):5d}  entities {r.frame['entity'].nunique():3d}  "
-                f"attack windows {r.attack_windows:4d}"
+                f"attack windows {r.attack_windows:4d}  alerted windows (decision points) {r.alerts:4d}, "
+                f"of them attack {int((r.frame['alerted'] & r.frame['malicious']).sum()):4d}"
             )
     print(f"replays built in {time.time() - t0:.0f}s")
 
@@ -114,10 +117,10 @@ def main() -> None:
     book = RulebookPolicy.from_replays(train)
     print(f"static threshold tuned on the training streams in {time.time() - t1:.0f}s: {tuned.describe()}")
     print(f"rulebook on the training streams: {book.describe()}")
-    for levels in ((0.5, 0.8, 0.95), (0.8, 0.95, 0.99), RULEBOOK_LEVELS):
+    for levels in ((0.25, 0.75), RULEBOOK_LEVELS, (0.75, 0.95), (0.9, 0.99)):
         other = RulebookPolicy.from_replays(train, levels)
         cost = _total(evaluate_policy(other.act, train))
-        print(f"  rulebook at training risk quantiles {levels}: training cost {cost:,.0f}")
+        print(f"  rulebook at quantiles {levels} of training alerts' risk: training cost {cost:,.0f}")
     baselines: dict[str, StaticThresholdPolicy | RulebookPolicy] = {
         "static-threshold": StaticThresholdPolicy(),
         "static-tuned": tuned,
@@ -166,7 +169,7 @@ def main() -> None:
 def apply_history(pol: BanditPolicy, pol_seed: int, sim_seed: int = 11) -> None:
     """Observations of stored alerts at apply time against the replay's of the same windows."""
     from misuse.pipeline import detect, train
-    from misuse.response.actions import contained_entities
+    from misuse.response.actions import apply, contained_entities
     from misuse.response.observe import HISTORY, observe
     from misuse.response.replay import replay_from_events
     from misuse.simulate import simulate_site
@@ -178,7 +181,7 @@ def apply_history(pol: BanditPolicy, pol_seed: int, sim_seed: int = 11) -> None:
     model = train(events[events["ts"] < lo], window=300.0, seed=sim_seed, benign_only=True)
     day = events[events["ts"] >= lo]
     replay = replay_from_events(f"sim-{sim_seed}", model, day)
-    env = ResponseEnv([replay], floor=pol.setting_["floor"])
+    env = ResponseEnv([replay])
     where = {(e, int(t)): i for i, (e, t) in enumerate(zip(replay.frame["entity"], replay.frame["t"], strict=True))}
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / ".misuse")
@@ -188,9 +191,11 @@ def apply_history(pol: BanditPolicy, pol_seed: int, sim_seed: int = 11) -> None:
         found, _ = detect(model, day, detector_name="window-iforest")
         store.add_alerts(found, dataset="attack-day", model="wm")
         alerts = store.alerts()
-        floor, held = pol.setting_["floor"], contained_entities(store)
-        by_windows, sources = observe(store, alerts, 300.0, floor, held)
-        by_alerts, _ = observe(store, alerts.drop(columns=["model"]), 300.0, floor, held)
+        held = contained_entities(store)
+        by_windows, sources = observe(store, alerts, 300.0, held)
+        by_alerts, _ = observe(store, alerts.drop(columns=["model"]), 300.0, held)
+        skipped: list[dict[str, Any]] = []
+        applied = apply(store, pol, "bandit", window=300.0, dry_run=True, skipped=skipped)
         store.close()
     starts = (alerts["window_start"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
     rows = [where[(e, int(s // 300))] for e, s in zip(alerts["entity"], starts, strict=True)]
@@ -217,18 +222,30 @@ def apply_history(pol: BanditPolicy, pol_seed: int, sim_seed: int = 11) -> None:
             f"actions {counts}; attack alerts contained {contained}/{attack.sum()}; "
             f"risk_ema or streak among the stated reasons for {cite}"
         )
-    # where the policy acts in the replay itself: below or above the detector's threshold (fused risk 0.5)
-    seen: dict[tuple[bool, str], int] = {}
+    # the decision points of the replay and of apply: the same (entity, window)s, with the same actions
+    seen = []
     obs, _ = env.reset(options={"replay": 0})
     done = env.current_row is None
     while not done:
+        row = env.current_row
         a = pol.act(obs)
-        key = (bool(env._risk[env.current_row] >= 0.5), ACTIONS[a])
-        seen[key] = seen.get(key, 0) + 1
+        seen.append((str(env._ent[row]), int(env._t[row]), ACTIONS[a], bool(env._mal[row])))
         obs, _r, done, _t, _i = env.step(a)
-    for above in (False, True):
-        acts = {k[1]: n for k, n in sorted(seen.items()) if k[0] == above}
-        print(f"replay sim-{sim_seed} decision points {'at or above' if above else 'below'} fused risk 0.5: {acts}")
+    by_id = dict(zip(alerts["alert_id"], starts, strict=True))
+    at_apply = [(d["entity"], int(by_id[d["alert_id"]] // 300), d["action"]) for d in applied]
+    same_points = [s[:2] for s in seen] == [a[:2] for a in at_apply]
+    same_actions = sum(s[2] == a[2] for s, a in zip(seen, at_apply, strict=False))
+    counts = {ACTIONS[a]: sum(s[2] == ACTIONS[a] for s in seen) for a in range(len(ACTIONS))}
+    print(
+        f"replay sim-{sim_seed}: {len(seen)} decision points (alerted windows not held or muted), "
+        f"actions {counts}; apply (dry run) decides {len(applied)} alerts, skips {len(skipped)} held or muted; "
+        f"same (entity, window)s as the replay: {same_points}; same action at {same_actions} "
+        f"(verdicts arrive at once in the replay and not in the store, so fp_rate / tp_rate may differ)"
+    )
+    contained = sum(s[2] in ("rate_limit", "quarantine") for s in seen if s[3])
+    print(
+        f"replay sim-{sim_seed}: attack windows among decision points {sum(s[3] for s in seen)}, contained {contained}"
+    )
 
 
 def _plot(

@@ -203,8 +203,10 @@ def apply(
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Learn from new analyst feedback, then decide on every undecided alert, explain and log it.
+    """Learn from new analyst feedback, then decide on the undecided alerts in time order, explain and log.
 
+    One decision per entity and window, as in training; alerts of an entity held by an active
+    rate limit or quarantine, or muted by a raised threshold, are skipped (counted, not logged).
     Decisions are recorded in the store (`misuse policy log`), not enforced: no device is blocked
     or throttled by misuse.
     """
@@ -216,9 +218,12 @@ def apply(
         learned = 0 if dry_run else actions.learn_from_feedback(store, pol, chosen)
         if learned:
             pol.save(store.model_dir(chosen))
-        decisions = actions.apply(store, pol, chosen, store.alerts(dataset=dataset), window=window, dry_run=dry_run)
+        skipped: list[dict[str, Any]] = []
+        decisions = actions.apply(
+            store, pol, chosen, store.alerts(dataset=dataset), window=window, dry_run=dry_run, skipped=skipped
+        )
         if as_json:
-            emit_json({"policy": chosen, "learned_from_feedback": learned, "decisions": decisions})
+            emit_json({"policy": chosen, "learned_from_feedback": learned, "decisions": decisions, "skipped": skipped})
             return
         if learned:
             console.print(f"updated [bold]{chosen}[/] from {learned} analyst verdict(s)")
@@ -230,6 +235,12 @@ def apply(
         console.print(table)
         verb = "decided (dry run)" if dry_run else "decided and logged"
         console.print(f"{verb}: {len(decisions)} alert(s)")
+        if skipped:
+            reasons: dict[str, int] = {}
+            for sk in skipped:
+                reasons[sk["reason"]] = reasons.get(sk["reason"], 0) + 1
+            parts = ", ".join(f"{n} {why}" for why, n in reasons.items())
+            console.print(f"skipped, not decided: {parts}", highlight=False)
         partial = sum(d["history"] == "alerts" for d in decisions)
         if partial:
             console.print(

@@ -11,6 +11,9 @@ network call): the rows are a record for a person or an enforcement point to act
 
 The observation of a stored alert (:mod:`misuse.response.observe`) follows
 :data:`~misuse.response.env.OBS_FEATURES` and is computed as in training where the store allows.
+:func:`apply` decides where :class:`~misuse.response.env.ResponseEnv` does: once per entity and
+window with an alert, in time order, skipping windows an active rate limit or quarantine holds
+or a raised threshold mutes, and windows already decided.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from misuse.errors import InvalidParameterError, StoreError
-from misuse.response.env import ACTIONS, CONTAINING, IGNORE
-from misuse.response.observe import observe
+from misuse.response.env import ACTIONS, CONTAINING, IGNORE, OBS_FEATURES, RAISE_THRESHOLD
+from misuse.response.observe import bucket, observe
 from misuse.response.policy import BanditPolicy, verdict_reward
 from misuse.store.duck import Store
 
@@ -61,9 +64,34 @@ def contained_entities(store: Store) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def observations(store: Store, alerts: pd.DataFrame, window: float = 60.0, floor: float = 0.35) -> np.ndarray:
+def observations(store: Store, alerts: pd.DataFrame, window: float = 60.0) -> np.ndarray:
     """One observation per row of ``alerts`` (see :func:`misuse.response.observe.observe`)."""
-    return observe(store, alerts, window, floor, contained_entities(store))[0]
+    return observe(store, alerts, window, contained_entities(store))[0]
+
+
+def _in_force(store: Store, policy_name: str, window: float, hold: int) -> tuple[dict, dict, set]:
+    """From the log: per entity the window a hold lasts until, the (until, risk) of a mute, decided windows."""
+    rows = store.con.execute(
+        f"SELECT r.entity, r.action, r.risk, r.status, r.policy, a.window_start FROM {TABLE} r "
+        "JOIN alerts a USING (alert_id)"
+    ).df()
+    held: dict[str, int] = {}
+    muted: dict[str, tuple[int, float]] = {}
+    decided: set[tuple[str, int]] = set()
+    if len(rows) == 0:
+        return held, muted, decided
+    rows["b"] = bucket(rows["window_start"], window)
+    for r in rows.itertuples():
+        e, b = str(r.entity), int(r.b)
+        if r.policy == policy_name:
+            decided.add((e, b))
+        if r.status != "active":
+            continue
+        if r.action in CONTAINING:
+            held[e] = max(held.get(e, -1), b + hold)
+        elif r.action == ACTIONS[RAISE_THRESHOLD] and b + hold > muted.get(e, (-1, 0.0))[0]:
+            muted[e] = (b + hold, float(r.risk))
+    return held, muted, decided
 
 
 def _action_id(policy_name: str, alert_id: str) -> str:
@@ -78,8 +106,17 @@ def apply(
     *,
     window: float = 60.0,
     dry_run: bool = False,
+    skipped: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Decide on every alert not yet decided by this policy; log each decision unless ``dry_run``.
+    """Decide on the alerts not yet decided by this policy, in time order; log each decision unless ``dry_run``.
+
+    As in training, one decision per entity and ``window``: an alert is skipped, not decided,
+    when its entity's window was already decided by this policy, lies within ``hold`` windows of
+    an active rate limit or quarantine (logged by any policy, or decided earlier in this run), or
+    is muted by an active raised threshold (risk at most the muted level). A skipped alert is
+    appended to ``skipped`` (when given) with the reason, and comes up again in a later run if
+    what covered it is undone. A containing decision sets ``contained_before`` for the entity's
+    later alerts of the run, as the environment does.
 
     Returns one dict per decision: ``action_id, alert_id, entity, action, risk, because`` (the
     features that favoured the action over the runner-up, with actual and typical values) and
@@ -89,13 +126,41 @@ def apply(
     ensure_table(store)
     alerts = store.alerts() if alerts is None else alerts
     done = {r[0] for r in store.con.execute(f"SELECT alert_id FROM {TABLE} WHERE policy = ?", [policy_name]).fetchall()}
-    alerts = alerts[~alerts["alert_id"].isin(done)].reset_index(drop=True)
-    floor = float(getattr(policy, "setting_", {}).get("floor", 0.35))
-    obs, sources = observe(store, alerts, window, floor, contained_entities(store))
+    alerts = alerts[~alerts["alert_id"].isin(done)]
+    alerts = alerts.sort_values(["window_start", "entity", "alert_id"], kind="stable").reset_index(drop=True)
+    contained = contained_entities(store)
+    obs, sources = observe(store, alerts, window, contained)
+    hold = int(getattr(policy, "setting_", {}).get("hold", 10))
+    held, muted, decided = _in_force(store, policy_name, window, hold)
+    windows = bucket(alerts["window_start"], window) if len(alerts) else np.zeros(0, dtype=np.int64)
+    col = OBS_FEATURES.index("contained_before")
     out, rows = [], []
     now = datetime.now(UTC)
-    for (_, row), x, source in zip(alerts.iterrows(), obs, sources, strict=True):
+    for (_, row), x, source, b in zip(alerts.iterrows(), obs, sources, windows, strict=True):
+        e, b = str(row["entity"]), int(b)
+        until, level = muted.get(e, (-1, 0.0))
+        reason = (
+            "window already decided"
+            if (e, b) in decided
+            else "held by an active rate limit or quarantine"
+            if held.get(e, -1) > b
+            else "muted by an active raised threshold"
+            if b < until and x[0] <= level
+            else None
+        )
+        if reason is not None:
+            if skipped is not None:
+                skipped.append({"alert_id": str(row["alert_id"]), "entity": e, "reason": reason})
+            continue
+        x = x.copy()
+        x[col] = float(e in contained)
         action, because = policy.explain(x)
+        decided.add((e, b))
+        if ACTIONS[action] in CONTAINING:
+            held[e] = b + hold
+            contained.add(e)
+        elif action == RAISE_THRESHOLD:
+            muted[e] = (b + hold, float(x[0]))
         decision = {
             "action_id": _action_id(policy_name, str(row["alert_id"])),
             "alert_id": str(row["alert_id"]),

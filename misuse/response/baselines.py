@@ -5,8 +5,11 @@
   picks the threshold and action of lowest cost on training streams.
 * :class:`RulebookPolicy`: a severity ladder (alert, rate-limit, quarantine) plus a
   repeat-offender rule. Its default rungs 0.5 / 0.8 / 0.95 read fused risk as a probability;
-  :meth:`~RulebookPolicy.from_replays` puts them at quantiles of the training streams' risk, for
-  streams whose risk is not spread like one.
+  :meth:`~RulebookPolicy.from_replays` keeps the alert rung at the alert level and puts the
+  upper two at quantiles of the training streams' alerts' risk, for streams whose risk is not
+  spread like a probability.
+
+Both decide where the learned policy does: at the windows that raised an alert.
 
 :func:`training_baselines` fixes both on training streams; ``to_dict`` / :func:`baseline_from_dict`
 let a trained policy keep them beside itself, so that ``misuse policy evaluate`` compares against
@@ -32,20 +35,25 @@ from misuse.response.env import (
     ResponseEnv,
     run_episode,
 )
-from misuse.response.replay import Replay
+from misuse.response.replay import ALERT_RISK, Replay
 
 _RISK = OBS_FEATURES.index("risk")
 _STREAK = OBS_FEATURES.index("streak")
 
-#: Quantile levels of the training risk at which :meth:`RulebookPolicy.from_replays` puts its
-#: alert, rate-limit and quarantine rungs: the usual P90 / P95 / P99 severity tiers.
-RULEBOOK_LEVELS = (0.90, 0.95, 0.99)
+#: Quantile levels of the training alerts' risk at which :meth:`RulebookPolicy.from_replays` puts
+#: its rate-limit and quarantine rungs: the riskier half of the alerts is rate-limited, the top
+#: tenth quarantined.
+RULEBOOK_LEVELS = (0.5, 0.9)
 
 
 def _risk(replays: Sequence[Replay]) -> np.ndarray:
+    """Fused risk of the replays' alerted windows (the windows a policy decides on)."""
     if not replays:
         raise InvalidParameterError("baselines need at least one replay")
-    return np.concatenate([r.frame["risk"].to_numpy(float) for r in replays])
+    risk = np.concatenate([r.frame.loc[r.frame["alerted"], "risk"].to_numpy(float) for r in replays])
+    if len(risk) == 0:
+        raise InvalidParameterError("baselines need replays with at least one alerted window")
+    return risk
 
 
 class StaticThresholdPolicy:
@@ -92,9 +100,10 @@ class StaticThresholdPolicy:
     ) -> StaticThresholdPolicy:
         """The (threshold, action) pair of lowest total cost on ``replays``.
 
-        Thresholds are the 0, 1/steps, ..., 1 quantiles of the replays' fused risk and the
-        detector's threshold 0.5, so the result is never worse there than the default. Pass
-        training streams only: tuning on the streams it is evaluated on would flatter it.
+        Thresholds are the 0, 1/steps, ..., 1 quantiles of the fused risk of the replays'
+        alerts and the detector's threshold 0.5, so the result is never worse there than the
+        default. Pass training streams only: tuning on the streams it is evaluated on would
+        flatter it.
         """
         if not actions:
             raise InvalidParameterError("StaticThresholdPolicy.tuned: no actions to choose from")
@@ -114,22 +123,28 @@ class RulebookPolicy:
     """A fixed rulebook: a severity ladder on fused risk plus a repeat-offender rule.
 
     risk >= ``quarantine``: quarantine; >= ``rate_limit``: rate-limit; >= ``alert``: alert,
-    escalated to quarantine when the entity has been hot (fused risk at the environment's
-    floor) for ``streak`` windows in a row; else ignore.
+    escalated to quarantine when the ``streak`` windows just before were alerted windows of the
+    entity too; else ignore.
+
+    The escalation reads the observation's ``streak``: the entity's alerted windows in a row,
+    i.e. windows at or above the alert rung when that rung is the alert level
+    (:data:`~misuse.response.replay.ALERT_RISK`, fused risk 0.5), as the default and
+    :meth:`from_replays` set it. (It used to count windows above a floor of 0.35 that every
+    window of the benchmark's streams passes, so it quarantined any entity seen 3 windows running.)
 
     Parameters
     ----------
     alert, rate_limit, quarantine:
         The rungs, in fused risk; ``alert <= rate_limit <= quarantine``. The defaults read fused
-        risk as a probability; :meth:`from_replays` takes them from training streams.
+        risk as a probability; :meth:`from_replays` takes the upper two from training streams.
     streak:
-        Hot windows in a row that escalate an alert to a quarantine.
+        Alerted windows in a row before this one that escalate an alert to a quarantine.
 
     Examples
     --------
     >>> from misuse.response.replay import synthetic_replay
     >>> book = RulebookPolicy.from_replays([synthetic_replay("toy", seed=0)])
-    >>> book.alert < book.rate_limit < book.quarantine < 1.0
+    >>> book.alert == 0.5 < book.rate_limit < book.quarantine < 1.0
     True
     """
 
@@ -153,20 +168,21 @@ class RulebookPolicy:
     def from_replays(
         cls, replays: Sequence[Replay], levels: Sequence[float] = RULEBOOK_LEVELS, streak: int = 3
     ) -> RulebookPolicy:
-        """The rulebook with its rungs at the ``levels`` quantiles of the replays' fused risk.
+        """The rulebook with its alert rung at the alert level and the others at quantiles of alerts' risk.
 
-        Pass training streams only. With the default :data:`RULEBOOK_LEVELS` the top 10% of the
-        training windows reach the alert rung, the top 5% the rate-limit rung and the top 1% the
-        quarantine rung, however narrow the band the fused risk lies in.
+        Every alert is at least alerted (the alert rung is :data:`~misuse.response.replay.ALERT_RISK`);
+        the rate-limit and quarantine rungs are the ``levels`` quantiles of the fused risk of
+        the replays' alerted windows, however narrow the band it lies in. Pass training streams
+        only.
         """
         lv = tuple(float(x) for x in levels)
-        if len(lv) != 3 or not all(0.0 <= x <= 1.0 for x in lv) or not lv[0] < lv[1] < lv[2]:
+        if len(lv) != 2 or not all(0.0 <= x <= 1.0 for x in lv) or not lv[0] < lv[1]:
             raise InvalidParameterError(
-                f"The 'levels' parameter of RulebookPolicy.from_replays must be three increasing "
+                f"The 'levels' parameter of RulebookPolicy.from_replays must be two increasing "
                 f"quantile levels in [0, 1]. Got {levels!r} instead."
             )
-        a, r, q = (float(x) for x in np.quantile(_risk(replays), lv))
-        book = cls(a, r, q, streak)
+        r, q = (max(float(x), ALERT_RISK) for x in np.quantile(_risk(replays), lv))
+        book = cls(ALERT_RISK, r, q, streak)
         book.levels = lv
         return book
 
@@ -183,10 +199,12 @@ class RulebookPolicy:
 
     def describe(self) -> str:
         """The rules in words."""
-        where = f" (training risk quantiles {' / '.join(f'{x:g}' for x in self.levels)})" if self.levels else ""
+        where = (
+            f" (quantiles {' / '.join(f'{x:g}' for x in self.levels)} of training alerts' risk)" if self.levels else ""
+        )
         return (
             f"quarantine at fused risk >= {self.quarantine:.3f}, rate-limit >= {self.rate_limit:.3f}, "
-            f"alert >= {self.alert:.3f} escalated to quarantine after {self.streak} hot windows in a row{where}"
+            f"alert >= {self.alert:.3f} escalated to quarantine after {self.streak} alerted windows in a row{where}"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """A gymnasium environment for responding to alerts, built from replayed labelled streams.
 
-One episode is one :class:`~misuse.response.replay.Replay`. A decision step is a window whose
-fused risk reaches ``floor`` (a *candidate*) on an entity that is not already contained or
-muted. The observation describes the entity and the alert context (:data:`OBS_FEATURES`), the
-action is one of :data:`ACTIONS`, and the reward is minus the cost the decision causes, from
-the stated :class:`Costs`:
+One episode is one :class:`~misuse.response.replay.Replay`. A decision step is a window that
+raised an alert (the replay's ``alerted`` column: the detector's score above its threshold, or
+a rule alert), on an entity that is not already contained or muted: the points at which a
+deployment decides, since a decision is taken when an alert arrives, and the points at which
+``misuse policy apply`` decides on stored alerts. The observation describes the entity and the
+alert context (:data:`OBS_FEATURES`), the action is one of :data:`ACTIONS`, and the reward is
+minus the cost the decision causes, from the stated :class:`Costs`:
 
 ``ignore``
     nothing happens; an attack window is a missed attack.
@@ -18,13 +20,18 @@ the stated :class:`Costs`:
     the entity is cut off for ``hold`` windows: its attack windows are contained, its benign
     windows are disrupted (the costliest error); an analyst reviews the action.
 ``raise_threshold``
-    ignore this window and mute the entity's candidates up to this risk for ``hold`` windows
+    ignore this window and mute the entity's alerts up to this risk for ``hold`` windows
     (threshold adjustment); muted attack windows are missed attacks.
 
-The consequences of a hold or a mute over the following windows are charged to the decision
-that caused them, so each step's reward is the whole cost of that decision. Windows below the
-floor cost a missed attack when they hold attack events and nobody contained them; that cost
-does not depend on any decision and is added to the episode's ``total_cost`` at the end.
+Every window's cost is charged to exactly one decision, the one that could have prevented it:
+a rate limit or quarantine is charged its whole hold; any other decision is charged its own
+window and the entity's attack windows that follow it without an alert, up to the entity's next
+decision or ``hold`` windows, whichever comes first (attacks a containing action would have
+covered and that nothing else will see). So each step's reward is the whole cost of that
+decision, ignoring an attacking entity costs the attack windows that go on unseen, and the
+rewards of an episode sum to its cost except for attack windows no decision could reach (more
+than ``hold`` windows after the entity's last decision, or on an entity that never alerts);
+those are added to the episode's ``total_cost`` at the end.
 """
 
 from __future__ import annotations
@@ -125,12 +132,17 @@ class Outcome:
         return asdict(self)
 
 
-def context_columns(frame: pd.DataFrame, floor: float) -> pd.DataFrame:
-    """The policy-independent context of every window: risk EMA, streak, recent candidates, age."""
+def context_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The policy-independent context of every window: risk EMA, streak, recent alerts, age.
+
+    ``streak`` counts the entity's alerted windows in a row just before this one, ``recent`` its
+    alerted windows among the last :data:`RECENT` (``frame["alerted"]``; a frame without that
+    column counts every row, as when it holds alerted windows only), both as log1p.
+    """
     out = frame.copy()
     g = out.groupby("entity", sort=False)
     out["risk_ema"] = g["risk"].transform(lambda s: s.ewm(alpha=0.2).mean().shift(1)).fillna(0.0)
-    hot = (out["risk"] >= floor).astype(int)
+    hot = out["alerted"].astype(int) if "alerted" in out.columns else pd.Series(1, index=out.index)
     prev_t = g["t"].shift(1)
     contiguous = (out["t"] - prev_t == 1) & (hot.groupby(out["entity"]).shift(1) == 1)
     streak = np.zeros(len(out))
@@ -151,7 +163,7 @@ def context_columns(frame: pd.DataFrame, floor: float) -> pd.DataFrame:
 
 
 class ResponseEnv(gym.Env):
-    """Decide per candidate window: ignore, alert, rate-limit, quarantine or raise the threshold.
+    """Decide per alerted window: ignore, alert, rate-limit, quarantine or raise the threshold.
 
     Parameters
     ----------
@@ -159,8 +171,6 @@ class ResponseEnv(gym.Env):
         The streams; each ``reset`` takes the next one in turn (or ``options={"replay": i}``).
     costs:
         The stated costs the rewards come from.
-    floor:
-        Fused risk at which a window becomes a decision (0.5 is the detector's threshold).
     hold:
         Windows a rate limit, quarantine or raised threshold lasts.
 
@@ -173,25 +183,18 @@ class ResponseEnv(gym.Env):
     True
     """
 
-    def __init__(
-        self, replays: Sequence[Replay], costs: Costs | None = None, floor: float = 0.35, hold: int = 10
-    ) -> None:
+    def __init__(self, replays: Sequence[Replay], costs: Costs | None = None, hold: int = 10) -> None:
         if not replays:
             raise InvalidParameterError("ResponseEnv needs at least one replay")
-        if not 0.0 <= floor < 1.0:
-            raise InvalidParameterError(
-                f"The 'floor' parameter of ResponseEnv must be in [0, 1). Got {floor!r} instead."
-            )
         if hold < 1:
             raise InvalidParameterError(f"The 'hold' parameter of ResponseEnv must be >= 1. Got {hold!r} instead.")
         self.metadata = {"render_modes": []}
         self.replays = list(replays)
         self.costs = costs or Costs()
-        self.floor = floor
         self.hold = int(hold)
         self.action_space = gym.spaces.Discrete(len(ACTIONS))
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(len(OBS_FEATURES),), dtype=np.float64)
-        self._frames = [context_columns(r.frame, floor) for r in self.replays]
+        self._frames = [context_columns(r.frame) for r in self.replays]
         self._next = 0
         self._reset_state(0)
 
@@ -204,9 +207,10 @@ class ResponseEnv(gym.Env):
         self._t = f["t"].to_numpy(dtype=np.int64)
         self._risk = f["risk"].to_numpy(dtype=float)
         self._mal = f["malicious"].to_numpy(dtype=bool)
+        self._alerted = f["alerted"].to_numpy(dtype=bool)
         self._ctx = f[["risk", "score_ratio", "signals", "risk_ema", "streak", "recent", "age"]].to_numpy(float)
         self._win = f[list(WINDOW_FEATURES)].to_numpy(float)
-        self._cand = np.flatnonzero(self._risk >= self.floor)
+        self._cand = np.flatnonzero(self._alerted)
         self._pos = 0
         self._covered = np.zeros(len(f), dtype=bool)
         self._by_entity = {e: np.asarray(ix) for e, ix in f.groupby("entity", sort=False).indices.items()}
@@ -261,7 +265,7 @@ class ResponseEnv(gym.Env):
         return obs, {"stream": self.replays[k].name, "row": row}
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Apply ``action`` to the current candidate; the reward is minus the cost it causes."""
+        """Apply ``action`` to the current alert; the reward is minus the cost it causes."""
         a = int(action)
         if not 0 <= a < len(ACTIONS):
             raise InvalidParameterError(f"ResponseEnv.step: action must be in [0, {len(ACTIONS)}), got {action!r}")
@@ -292,12 +296,14 @@ class ResponseEnv(gym.Env):
             self._contained_before.add(e)
         elif a == RAISE_THRESHOLD:
             risk = self._risk[ix]
-            later = (ts > t) & (ts < t + self.hold) & ~self._covered[ix] & (risk >= self.floor)
+            later = (ts > t) & (ts < t + self.hold) & ~self._covered[ix] & self._alerted[ix]
             span = np.concatenate([[i], ix[later & (risk <= self._risk[i])]])
             self._muted[e] = (t + self.hold, float(self._risk[i]))
         else:
             span = np.array([i])
         self._covered[span] = True
+        unseen = self._unseen_after(ix, ts, t) if a not in (RATE_LIMIT, QUARANTINE) else ix[:0]
+        self._covered[unseen] = True
         cost = c.analyst if a in (ALERT, RATE_LIMIT, QUARANTINE) else 0.0
         window_action = IGNORE if a == RAISE_THRESHOLD else a
         n_mal = int(self._mal[span].sum())
@@ -308,13 +314,23 @@ class ResponseEnv(gym.Env):
         o.missed += n_mal * (window_action == IGNORE)
         o.false_alarms += n_ben * (window_action == ALERT)
         o.disrupted += n_ben * (window_action in (RATE_LIMIT, QUARANTINE))
+        cost += len(unseen) * c.missed_attack
+        o.missed += len(unseen)
         if a in (ALERT, RATE_LIMIT, QUARANTINE):
             v = self._verdicts.setdefault(e, [0, 0])
             v[0 if mal else 1] += 1
         return cost
 
+    def _unseen_after(self, ix: np.ndarray, ts: np.ndarray, t: int) -> np.ndarray:
+        """The entity's attack windows after ``t`` that come before its next decision and within ``hold``."""
+        later = ix[(ts > t) & (ts < t + self.hold) & ~self._covered[ix]]
+        nxt = np.flatnonzero(self._alerted[later])
+        if len(nxt):
+            later = later[: nxt[0]]
+        return later[self._mal[later]]
+
     def _finish(self) -> None:
-        """Charge attack windows nobody decided on (below the floor, never contained)."""
+        """Charge the attack windows no decision could reach (see the module's docstring)."""
         rest = ~self._covered & self._mal
         n = int(rest.sum())
         self.outcome.missed += n

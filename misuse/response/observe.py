@@ -2,7 +2,7 @@
 
 Training sees every scored window of an entity (:func:`~misuse.response.env.context_columns` over
 a replay): ``risk_ema`` is the EMA of the entity's earlier windows' fused risk, ``streak`` the
-hot windows just before, ``recent`` the hot windows among the last :data:`~misuse.response.env.RECENT`,
+alerted windows just before, ``recent`` the alerted windows among the last :data:`~misuse.response.env.RECENT`,
 ``age`` the windows seen. The store keeps alerts, not scored windows, so for a dataset whose
 events are in the store and whose alerts came (mostly) from a registered window model, the
 events of the alerts' entities are scored again with that model and turned into a replay frame
@@ -10,8 +10,9 @@ events of the alerts' entities are scored again with that model and turned into 
 the context of each alert is read from that frame's window: the same code on the same kind of
 rows as in training. Elsewhere (alerts from other detectors on a dataset without a window model
 or without stored events, or a window the rescoring does not reach) the same context columns
-are computed over the windows in which the entity has alerts, which undercounts ``age``,
-``streak`` and ``recent`` and sees a higher ``risk_ema``; each observation says which it used.
+are computed over the windows in which the entity has alerts, which undercounts ``age`` and
+sees a higher ``risk_ema`` (``streak`` and ``recent`` count alerted windows in training too, so
+they agree when every alert of the entity is in the store); each observation says which it used.
 
 The rest of the observation: ``risk`` is the fused risk (:func:`misuse.rules.fusion.fuse`) of
 the entity's alerts in the alert's window, ``score_ratio`` the alert's score over its threshold
@@ -63,12 +64,13 @@ def alert_from_row(row: pd.Series) -> Alert:
     )
 
 
-def _bucket(ts: pd.Series, window: float) -> np.ndarray:
+def bucket(ts: pd.Series, window: float) -> np.ndarray:
+    """The window number of each timestamp (seconds since the epoch over ``window``, floored)."""
     seconds = (pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
     return np.floor(seconds.to_numpy(float) / window).astype(np.int64)
 
 
-def window_history(store: Store, alerts: pd.DataFrame, floor: float) -> dict[str, tuple[float, pd.DataFrame]]:
+def window_history(store: Store, alerts: pd.DataFrame) -> dict[str, tuple[float, pd.DataFrame]]:
     """Per dataset of ``alerts``: the window length and the history and window features of every scored window.
 
     A dataset qualifies when its events are in the store and some of its alerts came from a
@@ -98,19 +100,17 @@ def window_history(store: Store, alerts: pd.DataFrame, floor: float) -> dict[str
         extra = [alert_from_row(r) for _, r in others.iterrows()]
         frame = replay_from_scored(f"{dataset}/{name}", scored, model.threshold.threshold_, model.window, extra).frame
         cols = [*HISTORY, *WINDOW_FEATURES]
-        out[dataset] = (model.window, context_columns(frame, floor).set_index(["entity", "t"])[cols])
+        out[dataset] = (model.window, context_columns(frame).set_index(["entity", "t"])[cols])
     return out
 
 
-def _alert_history(
-    known: pd.DataFrame, fused: dict[tuple[str, int], float], window: float, floor: float
-) -> pd.DataFrame:
+def _alert_history(known: pd.DataFrame, fused: dict[tuple[str, int], float], window: float) -> pd.DataFrame:
     """The history columns over the windows in which each entity has alerts, indexed by ``(entity, t)``."""
-    keys = sorted(set(zip(known["entity"].astype(str), _bucket(known["window_start"], window), strict=True)))
+    keys = sorted(set(zip(known["entity"].astype(str), bucket(known["window_start"], window), strict=True)))
     frame = pd.DataFrame(
         {"entity": [e for e, _ in keys], "t": [t for _, t in keys], "risk": [fused[k] for k in keys]}
     ).sort_values(["t", "entity"], kind="stable")
-    return context_columns(frame, floor).set_index(["entity", "t"])[list(HISTORY)]
+    return context_columns(frame.assign(alerted=True)).set_index(["entity", "t"])[list(HISTORY)]
 
 
 def _named_features(a: Alert) -> dict[str, float]:
@@ -132,13 +132,11 @@ def observe(
     store: Store,
     alerts: pd.DataFrame,
     window: float = 60.0,
-    floor: float = 0.35,
     contained: Collection[str] = frozenset(),
 ) -> tuple[np.ndarray, list[str]]:
     """One observation per row of ``alerts`` (the store's alert frame), in row order, and its history source.
 
-    ``window`` is the fusion window in seconds, ``floor`` the fused risk at which a window counts
-    as hot (the policy's training floor), ``contained`` the entities a policy rate-limited or
+    ``window`` is the fusion window in seconds, ``contained`` the entities a policy rate-limited or
     quarantined before. The second value says per alert whether its :data:`HISTORY` came from
     every scored window (:data:`FROM_WINDOWS`) or only from the entity's alerts (:data:`FROM_ALERTS`).
     """
@@ -150,8 +148,8 @@ def observe(
     known = pd.concat([alerts, stored], ignore_index=True) if len(stored) else alerts
     risks = fuse([alert_from_row(r) for _, r in known.iterrows()], window=window)
     fused = {(r.entity, int(r.window_start.timestamp() // window)): r for r in risks}
-    by_alerts = _alert_history(known, {k: r.risk for k, r in fused.items()}, window, floor)
-    by_windows = window_history(store, alerts, floor)
+    by_alerts = _alert_history(known, {k: r.risk for k, r in fused.items()}, window)
+    by_windows = window_history(store, alerts)
 
     verdicts = store.con.execute(
         "SELECT a.entity, f.verdict, count(*) FROM feedback f JOIN alerts a USING (alert_id) GROUP BY 1, 2"

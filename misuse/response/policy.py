@@ -144,7 +144,7 @@ class BanditPolicy:
             obs_all += [env.observation(int(i)) for i in env._cand[:500]]
         sample = np.array(obs_all) if obs_all else np.zeros((1, len(OBS_FEATURES)))
         self._init(*_nan_mean_std(sample))
-        self.setting_ = {"floor": env.floor, "hold": env.hold, "costs": asdict(env.costs)}
+        self.setting_ = {"decisions": "alerts", "hold": env.hold, "costs": asdict(env.costs)}
         rng = np.random.default_rng(self.seed)
         for epoch in range(epochs):
             eps = self.epsilon * (0.1 ** (epoch / max(epochs - 1, 1)))
@@ -244,7 +244,7 @@ class BanditPolicy:
         return pol
 
     info_: dict[str, Any]
-    #: The environment the policy was trained in: ``floor``, ``hold`` and the ``costs``.
+    #: The environment the policy was trained in: ``decisions`` (``alerts``), ``hold`` and the ``costs``.
     setting_: dict[str, Any]
 
     @property

@@ -3,9 +3,11 @@
 A replay is a frame with one row per (entity, window) of a stream: the window's fused risk
 (:func:`misuse.rules.fusion.fuse` over the window detector's signal and any rule alerts), the
 detector score relative to its threshold, a few window features, and whether the window holds
-attack events (``malicious``; ground truth, never shown to a policy). The response environment
-(:mod:`misuse.response.env`) steps through a replay; the benchmark builds replays from IoT-23
-34-1 flows, MQTTset captures and the simulator.
+attack events (``malicious``; ground truth, never shown to a policy), and whether the window
+raised an alert (``alerted``: the window detector's score above its threshold, or a rule alert
+fused in). The response environment (:mod:`misuse.response.env`) decides at the alerted windows,
+as a deployment decides when an alert arrives; the benchmark builds replays from IoT-23 34-1
+flows, MQTTset captures and the simulator.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from misuse.rules.fusion import fuse
 #: Window features copied into a replay (0 when a stream lacks one).
 WINDOW_FEATURES = ("events", "peers", "dst_ports", "failed_frac", "login_failures", "new_peer_frac", "top_action_frac")
 REPLAY_COLUMNS = ("stream", "entity", "t", "risk", "score_ratio", "signals", "malicious", "label", *WINDOW_FEATURES)
+#: Fused risk of a window whose detector score equals its threshold (``fusion.detector_probability``).
+ALERT_RISK = 0.5
 
 
 def score_ratio(score: ArrayLike, threshold: ArrayLike) -> np.ndarray:
@@ -50,7 +54,11 @@ def score_ratio(score: ArrayLike, threshold: ArrayLike) -> np.ndarray:
 
 @dataclass
 class Replay:
-    """One labelled stream as time-ordered window rows (see :data:`REPLAY_COLUMNS`)."""
+    """One labelled stream as time-ordered window rows (see :data:`REPLAY_COLUMNS`).
+
+    A frame without an ``alerted`` column gets one: fused risk above :data:`ALERT_RISK` (the
+    detector's score above its threshold) or more than one fused signal (a rule alert).
+    """
 
     name: str
     window: float
@@ -60,12 +68,20 @@ class Replay:
         missing = set(REPLAY_COLUMNS) - set(self.frame.columns)
         if missing:
             raise SchemaError(f"replay {self.name!r}: missing columns {sorted(missing)}")
+        if "alerted" not in self.frame.columns:
+            self.frame = self.frame.assign(alerted=(self.frame["risk"] > ALERT_RISK) | (self.frame["signals"] > 1))
+        self.frame["alerted"] = self.frame["alerted"].astype(bool)
         self.frame = self.frame.sort_values(["t", "entity"], kind="stable").reset_index(drop=True)
 
     @property
     def attack_windows(self) -> int:
         """Number of windows that hold attack events."""
         return int(self.frame["malicious"].sum())
+
+    @property
+    def alerts(self) -> int:
+        """Number of windows that raised an alert (the decision points of the environment)."""
+        return int(self.frame["alerted"].sum())
 
 
 def replay_from_scored(
@@ -75,7 +91,9 @@ def replay_from_scored(
 
     Each window's detector score is one signal with the fusion module's detector probability
     (0.5 at the threshold); rule alerts on the same entity and window add their confidence by
-    noisy-OR, exactly as :func:`~misuse.rules.fusion.fuse` combines them.
+    noisy-OR, exactly as :func:`~misuse.rules.fusion.fuse` combines them. A window is
+    ``alerted`` where the detector raised an alarm (``scored["alarm"]``, else score above the
+    threshold) or a rule alert fell in it: the windows a deployment would store alerts for.
     """
     if len(scored) == 0:
         raise SchemaError(f"replay {name!r}: no scored windows")
@@ -100,15 +118,18 @@ def replay_from_scored(
     seconds = ((starts - pd.Timestamp(0, tz=UTC)) / pd.Timedelta(seconds=1)).to_numpy(float)
     t = np.floor(seconds / window).astype(np.int64)  # the fusion window of each row, as fuse() counts it
     rows = [by_key[(str(e), int(ti))] for e, ti in zip(scored["entity"], t, strict=True)]
+    score = scored["score"].to_numpy(float)
+    alarm = scored["alarm"].to_numpy(bool) if "alarm" in scored.columns else score > threshold
     frame = pd.DataFrame(
         {
             "stream": name,
             "entity": scored["entity"].astype(str).to_numpy(),
             "t": t.astype(np.int64),
             "risk": [r.risk for r in rows],
-            "score_ratio": score_ratio(scored["score"].to_numpy(float), threshold),
+            "score_ratio": score_ratio(score, threshold),
             "signals": [len(r.contributions) for r in rows],
             "malicious": scored["label"].map(is_malicious_label).to_numpy(bool),
+            "alerted": (alarm | np.array([len(r.contributions) > 1 for r in rows])).astype(bool),
             "label": scored["label"].fillna("benign").astype(str).to_numpy(),
         }
     )
@@ -214,7 +235,7 @@ def synthetic_replay(
                     "entity": f"dev{e}",
                     "t": t,
                     "risk": risk,
-                    "score_ratio": float(np.log(risk / (1 - risk) + 2)),
+                    "score_ratio": float(np.log(risk / (1 - risk))),
                     "signals": 1,
                     "malicious": attack,
                     "label": "botnet" if attack else "benign",

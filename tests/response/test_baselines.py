@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from misuse.errors import InvalidParameterError, SchemaError
@@ -13,9 +14,9 @@ from misuse.response.baselines import (
     baseline_from_dict,
     training_baselines,
 )
-from misuse.response.env import ALERT, IGNORE, OBS_FEATURES, QUARANTINE, RATE_LIMIT
+from misuse.response.env import ACTIONS, ALERT, IGNORE, OBS_FEATURES, QUARANTINE, RATE_LIMIT, ResponseEnv
 from misuse.response.policy import evaluate_policy
-from misuse.response.replay import Replay, synthetic_replay
+from misuse.response.replay import ALERT_RISK, Replay, synthetic_replay
 
 RISK, STREAK = OBS_FEATURES.index("risk"), OBS_FEATURES.index("streak")
 
@@ -40,22 +41,21 @@ def test_default_baselines_follow_their_rules() -> None:
     assert static.act(_obs(0.2)) == IGNORE == book.act(_obs(0.2))
 
 
-def test_rulebook_rungs_are_training_risk_quantiles_and_each_fires(train_replays: list[Replay]) -> None:
-    risk = np.concatenate([r.frame["risk"].to_numpy() for r in train_replays])
+def test_rulebook_rungs_are_quantiles_of_training_alerts_and_each_fires(train_replays: list[Replay]) -> None:
+    alerted = np.concatenate([r.frame.loc[r.frame["alerted"], "risk"].to_numpy() for r in train_replays])
 
     book = RulebookPolicy.from_replays(train_replays)
 
-    assert (book.alert, book.rate_limit, book.quarantine) == pytest.approx(np.quantile(risk, RULEBOOK_LEVELS))
-    decided = {book.act(_obs(r)) for r in risk}
-    assert decided == {IGNORE, ALERT, RATE_LIMIT, QUARANTINE}
-    share = np.mean([book.act(_obs(r)) != IGNORE for r in risk])
-    assert share == pytest.approx(1 - RULEBOOK_LEVELS[0], abs=0.01)
+    assert book.alert == ALERT_RISK
+    assert (book.rate_limit, book.quarantine) == pytest.approx(np.quantile(alerted, RULEBOOK_LEVELS))
+    assert {book.act(_obs(r)) for r in alerted} == {ALERT, RATE_LIMIT, QUARANTINE}
+    share = np.mean([book.act(_obs(r)) == QUARANTINE for r in alerted])
+    assert share == pytest.approx(1 - RULEBOOK_LEVELS[1], abs=0.02)
 
 
 def _replay_with_risk(risk: np.ndarray) -> Replay:
-    r = synthetic_replay("narrow", seed=0, entities=1, windows=len(risk))
-    r.frame["risk"] = risk
-    return r
+    frame = synthetic_replay("narrow", seed=0, entities=1, windows=len(risk)).frame.drop(columns="alerted")
+    return Replay("narrow", 60.0, frame.assign(risk=risk))
 
 
 def test_a_narrow_risk_band_still_fires_every_rung() -> None:
@@ -65,7 +65,34 @@ def test_a_narrow_risk_band_still_fires_every_rung() -> None:
     book = RulebookPolicy.from_replays([_replay_with_risk(risk)])
 
     assert {RulebookPolicy().act(_obs(r)) for r in risk} == {IGNORE, ALERT}
-    assert {book.act(_obs(r)) for r in risk} == {IGNORE, ALERT, RATE_LIMIT, QUARANTINE}
+    assert {book.act(_obs(r)) for r in risk if r > ALERT_RISK} == {ALERT, RATE_LIMIT, QUARANTINE}
+
+
+def test_rulebook_escalates_after_alerted_windows_in_a_row_only() -> None:
+    # cam alerts at t=0..3 (risk 0.51, below the rate-limit rung); plug is seen every window but alerts only at t=3
+    risk = {("cam", t): 0.51 for t in range(4)} | {("plug", t): 0.45 for t in range(3)} | {("plug", 3): 0.51}
+    frame = synthetic_replay("s", seed=0, entities=1, windows=4).frame.drop(columns="alerted")
+    rows = [
+        frame.iloc[0].to_dict() | {"entity": e, "t": t, "risk": r, "malicious": False} for (e, t), r in risk.items()
+    ]
+    env = ResponseEnv([Replay("s", 60.0, pd.DataFrame(rows))])
+    book = RulebookPolicy(alert=0.5, rate_limit=0.8, quarantine=0.95, streak=3)
+    env.reset()
+
+    decided = []
+    while env.current_row is not None:
+        row = env.current_row
+        decided.append((env._ent[row], int(env._t[row]), ACTIONS[book.act(env.observation(row))]))
+        env.step(book.act(env.observation(row)))
+
+    # plug's three windows below the alert rung do not count towards its streak (they used to: a floor of 0.35)
+    assert decided == [
+        ("cam", 0, "alert"),
+        ("cam", 1, "alert"),
+        ("cam", 2, "alert"),
+        ("cam", 3, "quarantine"),
+        ("plug", 3, "alert"),
+    ]
 
 
 def test_baselines_round_trip_through_their_dicts(train_replays: list[Replay]) -> None:
@@ -77,7 +104,7 @@ def test_baselines_round_trip_through_their_dicts(train_replays: list[Replay]) -
     for k, b in fixed.items():
         assert type(back[k]) is type(b) and back[k].describe() == b.describe()
         assert [back[k].act(o) for o in x] == [b.act(o) for o in x]
-    assert "training risk quantiles 0.9 / 0.95 / 0.99" in fixed["rulebook"].describe()
+    assert "quantiles 0.5 / 0.9 of training alerts' risk" in fixed["rulebook"].describe()
 
 
 @pytest.mark.parametrize(
@@ -109,6 +136,6 @@ def test_bad_parameters_fail_loudly(train_replays: list[Replay]) -> None:
     with pytest.raises(InvalidParameterError, match="'streak'"):
         RulebookPolicy(streak=0)
     with pytest.raises(InvalidParameterError, match="'levels'"):
-        RulebookPolicy.from_replays(train_replays, levels=(0.9, 0.5, 0.99))
+        RulebookPolicy.from_replays(train_replays, levels=(0.9, 0.5))
     with pytest.raises(InvalidParameterError, match="at least one replay"):
         RulebookPolicy.from_replays([])

@@ -52,7 +52,9 @@ def test_train_evaluate_apply_log_and_learn_from_feedback(tmp_path: Path) -> Non
     applied = _json(["policy", "apply", *p])
     assert isinstance(applied, dict)
     decisions = applied["decisions"]
-    assert applied["policy"] == "resp" and len(decisions) == len(make_alerts())
+    # one decision per alert, except alerts of an entity while a decision of this run holds it
+    assert applied["policy"] == "resp" and len(decisions) + len(applied["skipped"]) == len(make_alerts())
+    assert all(s["reason"].startswith("held by") for s in applied["skipped"])
     assert all(d["action"] in ACTIONS for d in decisions)
     assert all(c["feature"] in OBS_FEATURES for d in decisions for c in d["because"])
     assert any(d["because"] for d in decisions)
@@ -87,24 +89,31 @@ def test_undo_lifts_actions_but_not_ignore_decisions(train_replays: list[Replay]
         _always(action, train_replays).save(store.model_dir(name))
         store.register_model(name, "policy", {})
     store.close()
-    limited = _json(["policy", "apply", "--name", "limits", *p])
     ignored = _json(["policy", "apply", "--name", "ignores", *p])
+    limited = _json(["policy", "apply", "--name", "limits", *p])
     assert isinstance(limited, dict) and isinstance(ignored, dict)
-    assert {d["action"] for d in limited["decisions"]} == {"rate_limit"}
-    assert {d["action"] for d in ignored["decisions"]} == {"ignore"}
+    assert {d["action"] for d in ignored["decisions"]} == {"ignore"} and len(ignored["decisions"]) == 6
+    # alerts one minute apart, cam and plug in turn: each entity's first rate limit holds its later alerts
+    assert [(d["entity"], d["action"]) for d in limited["decisions"]] == [("cam", "rate_limit"), ("plug", "rate_limit")]
+    assert len(limited["skipped"]) == 4
 
     first = limited["decisions"][0]["action_id"]
     assert _json(["policy", "undo", first, *p]) == {"undone": 1}
     again = runner.invoke(app, ["policy", "undo", first, *p])
     assert again.exit_code == 4 and first in again.output
-    cam = sum(d["entity"] == "cam" and d["action_id"] != first for d in limited["decisions"])
-    assert _json(["policy", "undo", "--entity", "cam", *p]) == {"undone": cam}  # not the ignores of cam
+    none_left = runner.invoke(app, ["policy", "undo", "--entity", "cam", *p])  # the ignores of cam do not count
+    assert none_left.exit_code == 4 and "no active action with entity 'cam'" in none_left.output
+    assert _json(["policy", "undo", "--entity", "plug", *p]) == {"undone": 1}
     an_ignore = ignored["decisions"][0]["action_id"]
     refused = runner.invoke(app, ["policy", "undo", an_ignore, *p])
     assert refused.exit_code == 4 and "nothing in force" in refused.output
 
     logged = {s: _json(["policy", "log", "--status", s, *p]) for s in ("active", "undone", "no_action")}
-    assert {s: len(rows) for s, rows in logged.items()} == {"active": 5 - cam, "undone": 1 + cam, "no_action": 6}
+    assert {s: len(rows) for s, rows in logged.items()} == {"active": 0, "undone": 2, "no_action": 6}
+    # with the holds lifted, the alerts they held come up again
+    lifted = _json(["policy", "apply", "--name", "limits", *p])
+    assert isinstance(lifted, dict)
+    assert [(d["entity"], d["action"]) for d in lifted["decisions"]] == [("cam", "rate_limit"), ("plug", "rate_limit")]
 
 
 def test_evaluate_says_when_a_policy_has_no_saved_baselines(train_replays: list[Replay], tmp_path: Path) -> None:

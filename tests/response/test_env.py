@@ -65,7 +65,7 @@ def test_ignoring_everything_costs_every_attack_window(train_replays: list[Repla
 
 
 def test_quarantine_charges_its_hold_to_the_decision() -> None:
-    # one entity: a candidate at t=0, then 3 attack windows below the floor, then a benign one
+    # one entity: an alert at t=0, then 3 attack windows without an alert, then a benign one
     rows = [("cam", 0, 0.9, True), ("cam", 1, 0.1, True), ("cam", 2, 0.1, True), ("cam", 3, 0.1, False)]
     env = ResponseEnv([_tiny(rows)], hold=10)
     c = env.costs
@@ -79,9 +79,41 @@ def test_quarantine_charges_its_hold_to_the_decision() -> None:
     assert info["outcome"].disrupted == 1
 
 
-def test_raise_threshold_mutes_lower_candidates_of_the_entity() -> None:
+def test_ignoring_is_charged_the_unseen_attack_windows_up_to_the_next_alert() -> None:
+    # cam alerts at t=0 and t=3; t=1, 2 are attack windows without an alert; t=20 is beyond the hold
+    rows = [("cam", 0, 0.9, True), ("cam", 1, 0.1, True), ("cam", 2, 0.1, True), ("cam", 3, 0.9, False)]
+    rows += [("cam", 4, 0.1, True), ("cam", 20, 0.1, True)]
+    env = ResponseEnv([_tiny(rows)], hold=10)
+    c = env.costs
+    env.reset()
+
+    _o, r_first, _d, _t, _i = env.step(IGNORE)
+    _o, r_second, done, _t, info = env.step(ALERT)
+
+    # each decision is charged the attack windows before the entity's next alert, within the hold
+    assert r_first == pytest.approx(-3 * c.missed_attack)
+    assert r_second == pytest.approx(-(c.analyst + c.false_alarm + c.missed_attack))
+    # t=20 no decision could reach: charged at the end; rewards and the total add up to the same cost
+    assert done and info["outcome"].total_cost == pytest.approx(-(r_first + r_second) + c.missed_attack)
+    assert info["outcome"].missed == 5
+
+
+def test_decision_points_are_the_alerted_windows(train_replays: list[Replay]) -> None:
+    env = ResponseEnv(train_replays)
+    for k, r in enumerate(train_replays):
+        env.reset(options={"replay": k})
+        rows = []
+        while env.current_row is not None:
+            rows.append(env.current_row)
+            env.step(ALERT)  # never holds or mutes: every alerted window comes up once
+
+        assert rows == np.flatnonzero(r.frame["alerted"]).tolist()
+        assert env.outcome.decisions == r.alerts
+
+
+def test_raise_threshold_mutes_lower_alerts_of_the_entity() -> None:
     rows = [("cam", 0, 0.8, False), ("cam", 1, 0.6, True), ("cam", 2, 0.9, False), ("plug", 1, 0.7, False)]
-    env = ResponseEnv([_tiny(rows)], floor=0.5, hold=5)
+    env = ResponseEnv([_tiny(rows)], hold=5)
     env.reset()
 
     _o, reward, _d, _t, _i = env.step(RAISE_THRESHOLD)
@@ -95,9 +127,9 @@ def test_raise_threshold_mutes_lower_candidates_of_the_entity() -> None:
     assert sorted(env._ent[i] for i in seen) == ["cam", "plug"]
 
 
-def test_context_columns_count_streaks_and_recent_candidates() -> None:
+def test_context_columns_count_streaks_and_recent_alerts() -> None:
     rows = [("cam", t, r, False) for t, r in enumerate([0.9, 0.9, 0.9, 0.1, 0.9])]
-    frame = context_columns(_tiny(rows).frame, floor=0.5)
+    frame = context_columns(_tiny(rows).frame)
 
     assert np.expm1(frame["streak"]).round().tolist() == [0, 1, 2, 3, 0]
     assert np.expm1(frame["recent"]).round().tolist() == [0, 1, 2, 3, 3]
@@ -105,8 +137,6 @@ def test_context_columns_count_streaks_and_recent_candidates() -> None:
 
 
 def test_bad_parameters_fail_loudly(train_replays: list[Replay]) -> None:
-    with pytest.raises(InvalidParameterError, match="floor"):
-        ResponseEnv(train_replays, floor=1.5)
     with pytest.raises(InvalidParameterError, match="hold"):
         ResponseEnv(train_replays, hold=0)
     with pytest.raises(InvalidParameterError, match="at least one replay"):

@@ -1,4 +1,4 @@
-"""Observations of stored alerts: the entity's history counted over its windows, as in training."""
+"""Stored alerts seen as in training: decided at the environment's decision points, history over the windows."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from misuse.events import Event, events_to_frame
 from misuse.pipeline import WindowModel
 from misuse.response import actions
-from misuse.response.env import OBS_FEATURES, ResponseEnv
+from misuse.response.env import ACTIONS, ALERT, OBS_FEATURES, QUARANTINE, RAISE_THRESHOLD, ResponseEnv
 from misuse.response.observe import FROM_ALERTS, FROM_WINDOWS, observe
-from misuse.response.policy import BanditPolicy
-from misuse.response.replay import replay_from_events, synthetic_replay
+from misuse.response.policy import BanditPolicy, Contribution
+from misuse.response.replay import Replay, replay_from_events, synthetic_replay
 from misuse.store.duck import Store
 from misuse.workflows import detect_on_store, train_on_store
 
@@ -76,10 +76,10 @@ def test_a_window_model_alert_is_observed_over_its_windows_as_in_training(detect
     alerts = store.alerts()
     model = WindowModel.load(store.model_dir("wm"))
     replay = replay_from_events("site", model, store.events("site"))
-    env = ResponseEnv([replay], floor=0.35)
+    env = ResponseEnv([replay])
     row = {(e, int(t)): i for i, (e, t) in enumerate(zip(replay.frame["entity"], replay.frame["t"], strict=True))}
 
-    obs, sources = observe(store, alerts, window=WINDOW, floor=0.35)
+    obs, sources = observe(store, alerts, window=WINDOW)
 
     assert set(sources) == {FROM_WINDOWS}
     starts = (alerts["window_start"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
@@ -113,3 +113,45 @@ def test_apply_reports_where_each_history_came_from(detected: Path, store: Store
 
     assert {d["history"] for d in windows} == {FROM_WINDOWS}
     assert {d["history"] for d in alerts_only} == {FROM_ALERTS}
+
+
+class _ByRisk(BanditPolicy):
+    """Quarantines at or above ``high``, raises the threshold at or above ``mid``, else alerts."""
+
+    def __init__(self, mid: float, high: float) -> None:
+        super().__init__()
+        self.mid, self.high = mid, high
+        self.setting_ = {"hold": 10}
+
+    def choose(self, obs: np.ndarray) -> int:
+        risk = obs[COL["risk"]]
+        return QUARANTINE if risk >= self.high else RAISE_THRESHOLD if risk >= self.mid else ALERT
+
+    def explain(self, obs: np.ndarray, top: int = 3) -> tuple[int, list[Contribution]]:
+        return self.choose(obs), []
+
+
+def test_apply_decides_at_the_environments_decision_points(detected: Path) -> None:
+    store = Store(detected)
+    model = WindowModel.load(store.model_dir("wm"))
+    frame = replay_from_events("site", model, store.events("site")).frame
+    day4 = Replay("site", WINDOW, frame[frame["t"] >= 3 * DAY // WINDOW])  # the day the alerts were raised on
+    risk = np.sort(day4.frame.loc[day4.frame["alerted"], "risk"].to_numpy())
+    policy = _ByRisk(mid=risk[len(risk) // 3], high=risk[2 * len(risk) // 3])
+    env = ResponseEnv([day4], hold=10)
+    env.reset()
+    in_env = []
+    while env.current_row is not None:
+        row = env.current_row
+        in_env.append((str(env._ent[row]), int(env._t[row]), ACTIONS[policy.choose(env.observation(row))]))
+        env.step(policy.choose(env.observation(row)))
+    skipped: list[dict[str, object]] = []
+
+    decided = actions.apply(store, policy, "by-risk", window=WINDOW, skipped=skipped)
+
+    alerts = store.alerts().set_index("alert_id")
+    starts = (alerts["window_start"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    in_apply = [(d["entity"], int(starts[d["alert_id"]] // WINDOW), d["action"]) for d in decided]
+    assert in_apply == in_env
+    assert {a for _e, _t, a in in_env} == {"alert", "raise_threshold", "quarantine"}
+    assert len(skipped) == len(alerts) - len(decided) > 0  # held or muted alerts are not decided, as in training
