@@ -104,7 +104,7 @@ def test_baselines_round_trip_through_their_dicts(train_replays: list[Replay]) -
     for k, b in fixed.items():
         assert type(back[k]) is type(b) and back[k].describe() == b.describe()
         assert [back[k].act(o) for o in x] == [b.act(o) for o in x]
-    assert "quantiles 0.5 / 0.9 of training alerts' risk" in fixed["rulebook"].describe()
+    assert "quantiles 0.9 / 0.99 of training alerts' risk" in fixed["rulebook"].describe()
 
 
 @pytest.mark.parametrize(
