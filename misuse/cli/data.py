@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from misuse.alerts.model import Alert
+from misuse.cli.badinput import print_bad_records, print_skipped
 from misuse.cli.common import (
     DEFAULT_PROJECT,
     EXIT_USAGE,
@@ -28,10 +29,9 @@ from misuse.cli.common import (
 )
 from misuse.scale.partition import DEFAULT_BUCKETS
 from misuse.store.duck import VERDICTS
-from misuse.workflows import IngestResult, ingest_files
+from misuse.workflows import ingest_files
 
 #: skipped files listed one per line; beyond this many, a count (``--json`` lists them all)
-SKIPPED_SHOWN = 10
 
 
 def ingest(
@@ -87,20 +87,8 @@ def ingest(
         if partitioned is not None:
             where = f"{partitioned} ({buckets} entity partitions, {where})"
         console.print(f"[bold]{result.rows:,}[/] events from {len(result.files)} file(s) into {where}")
-        _print_skipped(result)
-        if result.bad_records:
-            console.print(
-                f"[yellow]{result.bad_records:,} bad record(s) set aside[/] in {result.dead_letter_file}; "
-                f"first: {result.first_bad}"
-            )
-
-
-def _print_skipped(result: IngestResult) -> None:
-    for s in result.skipped[:SKIPPED_SHOWN]:
-        console.print(f"skipped {s['file']}: {s['reason']}", highlight=False, markup=False, soft_wrap=True)
-    more = len(result.skipped) - SKIPPED_SHOWN
-    if more > 0:
-        console.print(f"skipped {more} more file(s) that are not data (--json lists them)", highlight=False)
+        print_skipped(result.skipped)
+        print_bad_records(result.bad_records, result.dead_letter_file, result.first_bad)
 
 
 def alerts(

@@ -19,17 +19,16 @@ from misuse.access.attempts import api_logins, login_attempts
 from misuse.access.monitor import LoginMonitor
 from misuse.access.mqtt import mqtt_logins
 from misuse.alerts.model import Alert
+from misuse.cli.badinput import dead_letter_report, dead_letters, print_dead_letters
 from misuse.cli.common import (
     DEFAULT_PROJECT,
     JsonOpt,
     ProjectOpt,
     console,
     emit_json,
-    err_console,
     handled,
     open_store,
 )
-from misuse.cli.integrity import dead_letter_report, dead_letters, print_dead_letters
 from misuse.errors import InvalidParameterError, ParseError, SchemaError
 from misuse.fingerprint.classifier import DeviceClassifier, identify
 from misuse.fingerprint.features import ALL_GROUPS, GROUPS, window_features
@@ -79,19 +78,6 @@ def device_type(name: str) -> str:
     """A device's type from its name: the name without a trailing ``-NN`` (``blink-cam-01`` -> ``blink-cam``)."""
     head, _, tail = name.rpartition("-")
     return head if head and tail.isdigit() else name
-
-
-def _report_bad(dead: DeadLetter, as_json: bool) -> None:
-    """The bad-record line of ``misuse ingest``: after the table, or on stderr when stdout is JSON."""
-    if not as_json:
-        print_dead_letters(dead)
-    elif dead.count:
-        err_console.print(
-            f"{dead.count:,} bad record(s) set aside in {dead.path}; first: {dead.first()}",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
 
 
 def _windows(
@@ -190,13 +176,13 @@ def list_devices(
             ident["expected"] = ident["device"].map(types).fillna("")
         if as_json:
             emit_json(ident.to_dict(orient="records"))
-            _report_bad(dead, as_json)
+            print_dead_letters(dead, stderr=as_json)
             return
         table = Table(*ident.columns)
         for row in ident.itertuples(index=False):
             table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
         console.print(table)
-        _report_bad(dead, as_json)
+        print_dead_letters(dead, stderr=as_json)
 
 
 @devices_app.command("check")
@@ -223,7 +209,7 @@ def check(
         dead = dead_letters(project, "devices-check")
         alerts = mon.check(_windows(captures, keys, window, dead), window)
         _show(alerts, project if store else None, "fingerprint", as_json)
-        _report_bad(dead, as_json)
+        print_dead_letters(dead, stderr=as_json)
 
 
 def access(
@@ -271,7 +257,7 @@ def access(
             mon.learn_many(att[att["ts"] < cut])
             att = att[att["ts"] >= cut]
         _show(mon.process_many(att), project if store else None, "access", as_json)
-        _report_bad(dead, as_json)
+        print_dead_letters(dead, stderr=as_json)
 
 
 def _show(alerts: list[Alert], project: Path | None, dataset: str, as_json: bool) -> None:

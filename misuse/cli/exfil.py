@@ -7,19 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from misuse.cli.badinput import dead_letter_report, dead_letters, print_dead_letters, read_events
 from misuse.cli.common import DEFAULT_PROJECT, JsonOpt, ProjectOpt, console, emit_json, handled, open_store
-from misuse.cli.integrity import (
-    FilesArg,
-    FormatOpt,
-    MappingOpt,
-    StoreOpt,
-    TrainOpt,
-    dead_letter_report,
-    dead_letters,
-    normal_only,
-    print_dead_letters,
-    read_events,
-)
+from misuse.cli.integrity import FilesArg, FormatOpt, MappingOpt, StoreOpt, TrainOpt, normal_only
 from misuse.exfil import ExfilMonitor, to_alerts
 
 exfil_app = typer.Typer(help="Exfiltration: outbound bursts, slow drips and DNS tunnelling per device.")

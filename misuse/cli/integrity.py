@@ -9,11 +9,9 @@ import pandas as pd
 import typer
 from rich.table import Table
 
+from misuse.cli.badinput import dead_letter_report, dead_letters, print_dead_letters, read_events
 from misuse.cli.common import DEFAULT_PROJECT, JsonOpt, ProjectOpt, console, emit_json, handled, open_store
-from misuse.errors import InvalidParameterError
 from misuse.events import is_malicious_label
-from misuse.ingest.base import DeadLetter
-from misuse.ingest.formats import reader_for
 from misuse.integrity import IntegrityMonitor, reading_scores, to_alerts
 
 integrity_app = typer.Typer(help="Telemetry integrity: injected, replayed, frozen or impossible values.")
@@ -22,47 +20,6 @@ FilesArg = Annotated[list[Path], typer.Argument(help="Files to check.")]
 FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="Input format (default: detected).")]
 MappingOpt = Annotated[str | None, typer.Option("--mapping", "-m", help="Column mapping for csv/jsonl.")]
 StoreOpt = Annotated[Path | None, typer.Option("--store-alerts", help="Project folder whose store receives alerts.")]
-
-
-def dead_letters(project: Path, command: str) -> DeadLetter:
-    """Where one check run sets bad records aside: ``<project>/deadletter/<command>.jsonl``.
-
-    The file of the previous run of the same command is removed first; it is only written
-    again when a record is bad, as ``misuse ingest`` does.
-    """
-    path = project / "deadletter" / f"{command}.jsonl"
-    if path.exists():
-        path.unlink()
-    return DeadLetter(path=path)
-
-
-def read_events(paths: list[Path], fmt: str | None, mapping: str | None, dead: DeadLetter) -> pd.DataFrame:
-    """Read files of any supported format into one events frame; bad records go to ``dead``."""
-    if not paths:
-        raise InvalidParameterError("no input files given")
-    frames = []
-    for p in paths:
-        frames.append(reader_for(p, fmt, mapping=mapping)[1].read(p, dead=dead))
-    return pd.concat(frames, ignore_index=True)
-
-
-def dead_letter_report(dead: DeadLetter) -> dict[str, object]:
-    """The bad-record fields of a check's ``--json`` output (the names ``misuse ingest --json`` uses)."""
-    return {
-        "bad_records": dead.count,
-        "dead_letter_file": str(dead.path) if dead.count else None,
-        "first_bad": dead.first(),
-    }
-
-
-def print_dead_letters(dead: DeadLetter) -> None:
-    """One line when records were set aside: how many, where, and the first one's file, line and reason."""
-    if dead.count:
-        console.print(
-            f"[yellow]{dead.count:,} bad record(s) set aside[/] in {dead.path}; first: {dead.first()}",
-            highlight=False,
-            soft_wrap=True,
-        )
 
 
 def normal_only(frame: pd.DataFrame) -> pd.DataFrame:

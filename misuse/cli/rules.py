@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
+from misuse.cli.badinput import print_bad_records, print_skipped
 from misuse.cli.common import JsonOpt, console, emit_json, handled
 from misuse.ingest.base import DeadLetter
 from misuse.rules import builtin_pack
@@ -161,12 +161,6 @@ def run(
 
 def _print_input_problems(read: IngestResult) -> None:
     """Skipped files and bad records, in the words of ``misuse ingest``."""
-    from misuse.cli.data import _print_skipped  # the very lines misuse ingest prints
-
-    _print_skipped(read)
-    if read.bad_records:
-        what = f"set aside in {read.dead_letter_file}" if read.dead_letter_file else "skipped"
-        keep = "" if read.dead_letter_file else " (--dead-letter FILE keeps them)"
-        first = escape(str(read.first_bad))
-        line = f"[yellow]{read.bad_records:,} bad record(s) {escape(what)}[/]{keep}; first: {first}"
-        console.print(line, soft_wrap=True)
+    print_skipped(read.skipped)
+    keep = "" if read.dead_letter_file else " (--dead-letter FILE keeps them)"
+    print_bad_records(read.bad_records, read.dead_letter_file, read.first_bad, hint=keep)
