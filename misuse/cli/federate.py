@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from misuse.cli.common import EXIT_FAIL, JsonOpt, console, emit_json, err_console, handled
+from misuse.cli.badinput import dead_letters, print_dead_letters
+from misuse.cli.common import DEFAULT_PROJECT, EXIT_FAIL, JsonOpt, ProjectOpt, console, emit_json, err_console, handled
 from misuse.errors import InvalidParameterError
 
 federate_app = typer.Typer(
@@ -151,12 +152,15 @@ def site(
     poison_scale: Annotated[
         float | None, typer.Option("--poison-scale", hidden=True, help="Evaluation only: send a scaled update.")
     ] = None,
+    project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ) -> None:
     """Join a federation: train on local data, send only model parameters and metrics.
 
     ``--clip-norm`` and ``--noise-multiplier`` are the site's own privacy floor: each round the
     site applies the smaller clip norm and the larger noise multiplier of its own and the server's.
+    Bad records of the local data are counted and set aside in
+    ``<project>/deadletter/federate-site.jsonl`` (they stay on the site, like all its data).
     """
     _require_flower()
     with handled():
@@ -168,7 +172,9 @@ def site(
             raise InvalidParameterError(f"--clip-norm and --noise-multiplier must be >= 0; got {clip_norm} and {noise}")
         if noise > 0 and clip_norm <= 0:
             raise InvalidParameterError(f"--noise-multiplier {noise} needs --clip-norm > 0 (the update's sensitivity)")
-        events = read_events(data, fmt, mapping)
+        dead = dead_letters(project, "federate-site")
+        events = read_events(data, fmt, mapping, dead)
+        print_dead_letters(dead, stderr=as_json)
         net = make_model(model, n_features=len(WINDOW_FEATURES), hidden=hidden, buckets=buckets, seed=seed)
         train: Any
         valid: Any

@@ -15,6 +15,7 @@ import pandas as pd
 from misuse.errors import SchemaError
 from misuse.events import events_to_frame, is_malicious_label
 from misuse.features.windows import window_features
+from misuse.ingest.base import DeadLetter
 from misuse.ingest.formats import reader_for
 
 #: the window features every site computes for the autoencoder, in this order (the model's input);
@@ -43,18 +44,24 @@ WINDOW_FEATURES = (
 )
 
 
-def read_events(paths: Sequence[str | Path], fmt: str | None = None, mapping: str | Path | None = None) -> pd.DataFrame:
+def read_events(
+    paths: Sequence[str | Path],
+    fmt: str | None = None,
+    mapping: str | Path | None = None,
+    dead: DeadLetter | None = None,
+) -> pd.DataFrame:
     """Read one or more files (format sniffed unless ``fmt`` is given) into one events frame.
 
     ``mapping`` (a built-in mapping name or a YAML file, as for ``misuse ingest --mapping``) is what
     ``csv`` and ``jsonl`` files are read through (TON_IoT, N-BaIoT, ...); other formats ignore it.
+    Bad records are counted in ``dead`` (and written to its file, if it has one), never fatal.
     """
     frames = []
     for p in paths:
         path = Path(p)
         if not path.exists():
             raise SchemaError(f"site data {path}: no such file")
-        frames.append(reader_for(path, fmt, mapping=mapping)[1].read(path))
+        frames.append(reader_for(path, fmt, mapping=mapping)[1].read(path, dead=dead))
     if not frames:
         return events_to_frame([])
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

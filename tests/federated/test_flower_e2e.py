@@ -209,16 +209,26 @@ def test_site_reads_csv_with_a_mapping_and_names_an_unreachable_server_in_one_li
 ) -> None:
     csv, mapping = tmp_path / "sensors.csv", tmp_path / "sensors.yaml"
     rows = [f"{1_700_000_000 + 30 * i},plug-{i % 3},{'on' if i % 2 else 'off'},{i % 7}" for i in range(200)]
+    rows.insert(100, "not-a-time,plug-1,on,3")  # one bad record: line 102 with the header
     csv.write_text("stamp,device,event,watts\n" + "\n".join(rows) + "\n")
     mapping.write_text("ts: {column: stamp, epoch: s}\nentity: device\nkind: {constant: telemetry}\naction: event\n")
     address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    project = tmp_path / "proj"
 
-    done = _site(fed_python, ["site", "--server", address, "--data", str(csv), "--mapping", str(mapping)], 30)
+    done = _site(
+        fed_python,
+        ["site", "--server", address, "--data", str(csv), "--mapping", str(mapping), "--project", str(project)],
+        30,
+    )
 
     # the CSV was read through the mapping (else: exit 3 and "needs a column mapping"), then the connection failed
     lines = done.stderr.strip().splitlines()
     assert done.returncode == EXIT_FAIL, done.stderr
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach the federation server at {address}")
+    # the bad record was counted, named and set aside on the site, as misuse ingest does
+    dead = project / "deadletter" / "federate-site.jsonl"
+    assert "1 bad record(s) set aside" in done.stdout and "line 102" in done.stdout, done.stdout
+    assert len(dead.read_text().splitlines()) == 1
 
 
 def test_server_refuses_a_trimmed_mean_that_would_trim_nothing(fed_python: Path) -> None:
