@@ -51,3 +51,10 @@ class NotFittedError(MisuseError, RuntimeError):
 
 class StoreError(MisuseError):
     """The project store is missing, locked or of an unknown schema version."""
+
+
+class NotFoundError(MisuseError, LookupError):
+    """A name or id that names nothing: an unknown alert, token, dataset, entity or profile.
+
+    Bad input, not a store problem: the command line exits 3, the API answers 404.
+    """

@@ -1,7 +1,8 @@
 """What every command shares: the project option, JSON output, one-line errors and exit codes.
 
-Exit codes: 0 success; 1 unexpected failure; 2 usage error; 3 bad input (a file or parameter);
-4 store problem (missing, locked, newer schema); 5 no trained model / model not fitted.
+Exit codes: 0 success; 1 unexpected failure; 2 usage error; 3 bad input (a file or parameter, or a
+name or id that names nothing); 4 store problem (missing, locked, newer schema); 5 no trained model /
+model not fitted.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from misuse.errors import (
     InvalidParameterError,
     MisuseError,
     NotFittedError,
+    NotFoundError,
     ParseError,
     SchemaError,
     StoreError,
@@ -53,7 +55,7 @@ def exit_code(exc: MisuseError) -> int:
         return EXIT_STORE
     if isinstance(exc, NotFittedError):
         return EXIT_MODEL
-    if isinstance(exc, ParseError | SchemaError | InvalidParameterError):
+    if isinstance(exc, ParseError | SchemaError | InvalidParameterError | NotFoundError):
         return EXIT_INPUT
     return EXIT_FAIL
 

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from misuse.cli.common import DEFAULT_PROJECT, JsonOpt, ProjectOpt, console, emit_json, err_console, handled, open_store
 from misuse.cli.models import check_options
-from misuse.errors import InvalidParameterError, StoreError
+from misuse.errors import InvalidParameterError, NotFoundError
 from misuse.profiles.check import profile_alerts
 from misuse.profiles.profile import EntityProfile, ProfileBook
 from misuse.profiles.temporal import WEEKDAYS
@@ -44,7 +44,7 @@ def build(
         for part in store.iter_events(dataset, columns=None):
             book.learn(part if cut is None else part[part["ts"] < cut])
         if not len(book):
-            raise StoreError(f"{store.root}: dataset {dataset!r} has no events (known: {store.dataset_names()})")
+            raise NotFoundError(f"{store.root}: dataset {dataset!r} has no events (known: {store.dataset_names()})")
         n = book.save(store, dataset)
         if as_json:
             emit_json({"dataset": dataset, "profiles": n})
@@ -136,12 +136,12 @@ def show(
         store = open_store(project)
         try:
             book = ProfileBook.load(store, dataset, entity)
-        except StoreError:
+        except NotFoundError:
             frame = store.events(dataset)
             frame = frame[frame["entity"].astype(str) == entity]
             if frame.empty:
                 known = sorted(store.events(dataset, columns=["ts", "entity"])["entity"].astype(str).unique())[:10]
-                raise StoreError(f"dataset {dataset!r} has no events of entity {entity!r} (e.g. {known})") from None
+                raise NotFoundError(f"dataset {dataset!r} has no events of entity {entity!r} (e.g. {known})") from None
             book = ProfileBook().learn(frame)
         p = book[entity]
         if as_json:

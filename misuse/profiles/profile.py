@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from misuse.errors import SchemaError, StoreError
+from misuse.errors import NotFoundError, SchemaError
 from misuse.events import NUM_PREFIX
 from misuse.profiles.distribution import QuantileSketch
 from misuse.profiles.footprint import Footprint, context_values
@@ -230,7 +230,7 @@ class ProfileBook:
         rows = store.con.execute(q, args).fetchall()
         if not rows:
             what = f"entity {entity!r} in " if entity else ""
-            raise StoreError(
+            raise NotFoundError(
                 f"{store.root}: no stored profiles for {what}dataset {dataset!r}; run `misuse profile build`"
             )
         book = cls()

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from misuse.errors import InvalidParameterError, StoreError
+from misuse.errors import InvalidParameterError, NotFoundError
 from misuse.response.env import ACTIONS, CONTAINING, IGNORE, OBS_FEATURES, RAISE_THRESHOLD
 from misuse.response.observe import bucket, observe
 from misuse.response.policy import BanditPolicy, verdict_reward
@@ -217,8 +217,10 @@ def undo(store: Store, action_id: str | None = None, *, entity: str | None = Non
     if count == 0:
         row = store.con.execute(f"SELECT action, status FROM {TABLE} WHERE action_id = ?", [action_id]).fetchone()
         if row is not None and row[1] == "no_action":
-            raise StoreError(f"{TABLE}: action {action_id} is an {row[0]!r} decision; it put nothing in force to undo")
-        raise StoreError(f"{TABLE}: no active action with {col} {val!r}")
+            raise InvalidParameterError(
+                f"{TABLE}: action {action_id} is an {row[0]!r} decision; it put nothing in force to undo"
+            )
+        raise NotFoundError(f"{TABLE}: no active action with {col} {val!r}")
     store.con.execute(
         f"UPDATE {TABLE} SET status = 'undone', undone_at = ? WHERE {col} = ? AND status = 'active'",
         [datetime.now(UTC), val],

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from misuse.errors import InvalidParameterError, StoreError
+from misuse.errors import InvalidParameterError, NotFoundError, StoreError
 
 ROLES = ("viewer", "analyst", "admin")
 PREFIX = "msu"
@@ -122,7 +122,7 @@ class TokenStore:
         with self._lock:
             tokens = dict(self._load())
             if token_id not in tokens:
-                raise StoreError(f"{self.path}: no token with id {token_id!r}")
+                raise NotFoundError(f"{self.path}: no token with id {token_id!r}")
             del tokens[token_id]
             self._save(tokens)
             self._mtime = None

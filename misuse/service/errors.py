@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from misuse.errors import InvalidParameterError, MisuseError, NotFittedError, ParseError, SchemaError, StoreError
+from misuse.errors import InvalidParameterError, MisuseError, NotFittedError, NotFoundError, ParseError, SchemaError
 
 log = logging.getLogger("misuse.service")
 
@@ -148,7 +148,7 @@ def install(app: FastAPI) -> None:
             return error_response(422, str(exc))
         if isinstance(exc, NotFittedError):
             return error_response(409, str(exc), code="no_model")
-        if isinstance(exc, StoreError) and (str(exc).startswith("no ") or ": no token" in str(exc)):
+        if isinstance(exc, NotFoundError):
             return error_response(404, str(exc))
         # anything else is the server's problem; its message may name server paths, so it goes to the log only
         log.error("unhandled %s: %s", type(exc).__name__, exc)

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from misuse.alerts.model import Alert
-from misuse.errors import StoreError
+from misuse.errors import InvalidParameterError, NotFoundError, StoreError
 
 SCHEMA_VERSION = 1
 VERDICTS = ("true_positive", "false_positive")
@@ -127,7 +127,7 @@ class TableStore:
             if tick is not None:
                 tick(1)
         if not frames:
-            raise StoreError(f"{self.root}: dataset '{dataset}' has no events (known: {self.dataset_names()})")
+            raise NotFoundError(f"{self.root}: dataset '{dataset}' has no events (known: {self.dataset_names()})")
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         return frame.sort_values("ts", kind="stable").reset_index(drop=True)
 
@@ -186,7 +186,7 @@ class TableStore:
     def add_feedback(self, alert_id: str, verdict: str, analyst: str = "", note: str = "") -> None:
         """Record an analyst's verdict on an alert: true_positive or false_positive."""
         if verdict not in VERDICTS:
-            raise StoreError(f"feedback verdict must be one of {VERDICTS}, got {verdict!r}")
+            raise InvalidParameterError(f"feedback verdict must be one of {VERDICTS}, got {verdict!r}")
         self._require_alert(alert_id)
         self.con.execute(
             "INSERT INTO feedback VALUES (?, ?, ?, ?, ?)", [alert_id, verdict, analyst, note, datetime.now(UTC)]
@@ -198,7 +198,7 @@ class TableStore:
 
     def _require_alert(self, alert_id: str) -> None:
         if self.con.execute("SELECT 1 FROM alerts WHERE alert_id = ?", [alert_id]).fetchone() is None:
-            raise StoreError(f"no alert with id {alert_id!r}")
+            raise NotFoundError(f"no alert with id {alert_id!r}")
 
     # ----- models ---------------------------------------------------------------------------------
     def models(self) -> pd.DataFrame:

@@ -85,11 +85,6 @@ def test_feedback_on_an_unknown_alert_is_one_line_naming_the_id(tmp_path: Path) 
     assert _one_line(r.output) == "error: no alert with id 'no-such-alert'"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the store raises StoreError (exit 4, a store problem) for an unknown alert id; exit 3 needs a "
-    "not-found error in misuse/errors.py that the service still maps to 404 (misuse/service/errors.py)",
-)
 def test_feedback_on_an_unknown_alert_is_bad_input(tmp_path: Path) -> None:
     project = _project(tmp_path)
 

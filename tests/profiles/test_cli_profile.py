@@ -9,7 +9,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from misuse.cli import app
-from misuse.cli.common import EXIT_INPUT, EXIT_STORE
+from misuse.cli.common import EXIT_INPUT
 
 runner = CliRunner()
 
@@ -40,7 +40,7 @@ def test_profile_show_json_and_unknown_entity(tmp_path: Path) -> None:
     assert r.exit_code == 0
     assert json.loads(r.output)["profile"]["events"] == 300
     bad = runner.invoke(app, ["profile", "show", "nobody", "-d", "cmds", "-p", str(project)])
-    assert bad.exit_code == EXIT_STORE and "nobody" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == EXIT_INPUT and "nobody" in bad.output and "Traceback" not in bad.output
 
 
 def test_eval_sea_refuses_a_folder_without_the_truth_file(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from misuse.alerts.types import MisuseType
-from misuse.errors import InvalidParameterError, SchemaError, StoreError
+from misuse.errors import InvalidParameterError, NotFoundError, SchemaError
 from misuse.profiles.distribution import QuantileSketch, ks_drift, psi
 from misuse.profiles.footprint import BoundedCounts
 from misuse.profiles.profile import ProfileBook
@@ -113,7 +113,7 @@ def test_profiles_round_trip_through_store_and_json(book: ProfileBook, tmp_path)
     assert back["bob"].to_dict() == book["bob"].to_dict()
     again = ProfileBook.from_json(book.to_json(tmp_path / "p.json"))
     assert again["alice"].describe() == book["alice"].describe()
-    with pytest.raises(StoreError, match="nobody"):
+    with pytest.raises(NotFoundError, match="nobody"):
         ProfileBook.load(store, "office", entity="nobody")
     with pytest.raises(SchemaError, match="mallory"):
         book["mallory"]

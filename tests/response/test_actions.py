@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from misuse.alerts.model import Alert
-from misuse.errors import InvalidParameterError, StoreError
+from misuse.errors import InvalidParameterError, NotFoundError
 from misuse.response import actions
 from misuse.response.env import ACTIONS, ALERT, IGNORE, OBS_FEATURES, ResponseEnv
 from misuse.response.policy import BanditPolicy, Contribution, verdict_reward
@@ -106,7 +106,7 @@ def test_undo_lifts_one_action_or_all_of_an_entity(store: Store, policy: BanditP
     log = actions.logged(store).set_index("action_id")
     assert log.loc[first["action_id"], "status"] == "undone"
     assert log.loc[first["action_id"], "undone_at"] is not None
-    with pytest.raises(StoreError, match=first["action_id"]):
+    with pytest.raises(NotFoundError, match=first["action_id"]):
         actions.undo(store, first["action_id"])
 
     left = sum(d["entity"] == "plug" for d in decisions)
@@ -136,7 +136,7 @@ def test_ignore_decisions_are_logged_as_no_action_and_never_undone(store: Store,
     assert len(actions.logged(store, status="no_action")) == 2
 
     assert actions.undo(store, entity="cam") == 2  # cam's two alerts, not its ignore
-    with pytest.raises(StoreError, match=f"{ignored[0]['action_id']} is an 'ignore' decision"):
+    with pytest.raises(InvalidParameterError, match=f"{ignored[0]['action_id']} is an 'ignore' decision"):
         actions.undo(store, ignored[0]["action_id"])
     log = actions.logged(store).set_index("action_id")
     assert (log.loc[[d["action_id"] for d in ignored], "status"] == "no_action").all()
@@ -154,7 +154,7 @@ def test_ignore_rows_logged_as_active_earlier_become_no_action(store: Store) -> 
     )
 
     assert actions.logged(store)["status"].tolist() == ["no_action"]
-    with pytest.raises(StoreError, match="nothing in force"):
+    with pytest.raises(InvalidParameterError, match="nothing in force"):
         actions.undo(store, "old")
 
 

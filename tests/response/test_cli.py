@@ -100,13 +100,13 @@ def test_undo_lifts_actions_but_not_ignore_decisions(train_replays: list[Replay]
     first = limited["decisions"][0]["action_id"]
     assert _json(["policy", "undo", first, *p]) == {"undone": 1}
     again = runner.invoke(app, ["policy", "undo", first, *p])
-    assert again.exit_code == 4 and first in again.output
+    assert again.exit_code == 3 and first in again.output
     none_left = runner.invoke(app, ["policy", "undo", "--entity", "cam", *p])  # the ignores of cam do not count
-    assert none_left.exit_code == 4 and "no active action with entity 'cam'" in none_left.output
+    assert none_left.exit_code == 3 and "no active action with entity 'cam'" in none_left.output
     assert _json(["policy", "undo", "--entity", "plug", *p]) == {"undone": 1}
     an_ignore = ignored["decisions"][0]["action_id"]
     refused = runner.invoke(app, ["policy", "undo", an_ignore, *p])
-    assert refused.exit_code == 4 and "nothing in force" in refused.output
+    assert refused.exit_code == 3 and "nothing in force" in refused.output
 
     logged = {s: _json(["policy", "log", "--status", s, *p]) for s in ("active", "undone", "no_action")}
     assert {s: len(rows) for s, rows in logged.items()} == {"active": 0, "undone": 2, "no_action": 6}

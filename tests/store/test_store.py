@@ -7,7 +7,7 @@ import duckdb
 import pytest
 
 from misuse.alerts.model import Alert
-from misuse.errors import StoreError
+from misuse.errors import InvalidParameterError, NotFoundError, StoreError
 from misuse.events import Event, events_to_frame
 from misuse.store.duck import SCHEMA_VERSION, Store
 
@@ -55,9 +55,9 @@ def test_alerts_are_idempotent_and_feedback_is_recorded(tmp_path: Path) -> None:
         s.acknowledge(aid)
         assert s.feedback()["verdict"].tolist() == ["false_positive"]
         assert s.alerts(status="acknowledged")["alert_id"].tolist() == [aid]
-        with pytest.raises(StoreError, match="verdict"):
+        with pytest.raises(InvalidParameterError, match="verdict"):
             s.add_feedback(aid, "maybe")
-        with pytest.raises(StoreError, match="no alert"):
+        with pytest.raises(NotFoundError, match="no alert"):
             s.add_feedback("nope", "true_positive")
 
 
@@ -76,7 +76,7 @@ def test_missing_store_and_newer_schema_are_refused(tmp_path: Path) -> None:
 def test_unknown_dataset_names_the_known_ones(tmp_path: Path) -> None:
     with Store(tmp_path / "p") as s:
         s.write_events("real", [events_to_frame([Event(ts=0.0, entity="a", kind="k", action="x")])], ["f"])
-        with pytest.raises(StoreError, match="real"):
+        with pytest.raises(NotFoundError, match="real"):
             s.events("missing")
 
 
