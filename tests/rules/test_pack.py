@@ -94,6 +94,24 @@ def test_horizontal_scan(pack: list[Rule], mk: Any) -> None:
     assert fired["Horizontal port scan"] == 1
 
 
+def test_network_sweep_and_vertical_scan(pack: list[Rule], mk: Any) -> None:
+    # prepare: a sweep that changes port with every address (no port twice: the horizontal rule cannot
+    # group it), a vertical scan of one host, and a device with a few unanswered lookups (no alert)
+    sweep = [mk.flow(i * 0.2, "10.0.0.9", f"198.51.{i // 250}.{i % 250}", 20 + i, "S0") for i in range(200)]
+    vertical = [mk.flow(i * 0.5, "10.0.0.7", "192.0.2.10", 1 + i, "REJ") for i in range(30)]
+    quiet = [mk.flow(i * 10.0, "10.0.0.3", f"192.0.2.{i}", 53, "S0") for i in range(5)]
+    # execute
+    fired = _fired(pack, mk.frame(sweep + vertical + quiet))
+    alerts = RuleEngine(pack).run(mk.frame(sweep + vertical + quiet))
+    # assert
+    assert fired["Network sweep (unanswered attempts to many hosts, any port)"] >= 1
+    assert fired["Vertical port scan"] >= 1
+    assert "Horizontal port scan" not in fired
+    sweeps = {a.entity for a in alerts if a.summary.startswith("Network sweep")}
+    verticals = {a.entity for a in alerts if a.summary.startswith("Vertical port scan")}
+    assert sweeps == {"10.0.0.9"} and verticals == {"10.0.0.7"}
+
+
 def test_connection_flood(pack: list[Rule], mk: Any) -> None:
     # prepare: 150 flows to one web server in 3 s, and a normal rate elsewhere
     events = [mk.flow(i * 0.02, "10.0.0.9", "198.51.100.80", 80) for i in range(150)]
