@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import pandas as pd
 
 from misuse.alerts.types import MisuseType, Severity
 
@@ -69,3 +72,27 @@ class Alert:
     def to_json(self) -> str:
         """One-line JSON."""
         return json.dumps(self.to_dict(), default=str)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Alert:
+        """An alert again from one row of a store's alert frame (times to UTC; missing fields defaulted)."""
+
+        def utc(v: Any) -> datetime:
+            ts = pd.Timestamp(v)
+            return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+
+        return cls(
+            entity=str(row["entity"]),
+            window_start=utc(row["window_start"]),
+            window_end=utc(row["window_end"]),
+            score=float(row["score"]),
+            threshold=float(row["threshold"]),
+            severity=str(row["severity"]),
+            misuse_type=str(row["misuse_type"]),
+            detector=str(row["detector"]),
+            summary=str(row["summary"]),
+            contributions=list(row.get("contributions", []) or []),
+            evidence=list(row.get("evidence", []) or []),
+            alert_id=str(row["alert_id"]),
+            status=str(row.get("status", "open")),
+        )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 import typer
@@ -187,7 +186,7 @@ def _fused_views(
     from misuse.rules.model import load_rules
 
     loaded = [r for p in rule_paths for r in load_rules(p)] if rule_paths else builtin_pack()
-    objs = [_stored_alert(row) for row in df.to_dict("records")]
+    objs = [Alert.from_row(row) for row in df.to_dict("records")]
     names = display_names(objs, loaded)
     found = group_incidents(objs, gap=gap) if incidents else []
     found.sort(key=lambda i: (-SEVERITY_ORDER[i.severity], -len(i.alerts), i.start))
@@ -215,30 +214,6 @@ def _fused_views(
 def _more(n: int, what: str) -> None:
     if n > 0:
         console.print(f"{n} more {what} (--limit)", highlight=False)
-
-
-def _stored_alert(row: dict[str, Any]) -> Alert:
-    """An alert as the store returns it (one row of ``Store.alerts``), as an :class:`Alert` again."""
-
-    def utc(v: object) -> datetime:
-        ts = pd.Timestamp(v)  # type: ignore[arg-type]
-        return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
-
-    return Alert(
-        entity=str(row["entity"]),
-        window_start=utc(row["window_start"]),
-        window_end=utc(row["window_end"]),
-        score=float(row["score"]),
-        threshold=float(row["threshold"]),
-        severity=str(row["severity"]),
-        misuse_type=str(row["misuse_type"]),
-        detector=str(row["detector"]),
-        summary=str(row["summary"]),
-        contributions=list(row["contributions"]),
-        evidence=list(row["evidence"]),
-        alert_id=str(row["alert_id"]),
-        status=str(row["status"]),
-    )
 
 
 def _value(v: object) -> str:

@@ -47,23 +47,6 @@ HISTORY = ("risk_ema", "streak", "recent", "age")
 FROM_WINDOWS, FROM_ALERTS = "windows", "alerts"
 
 
-def alert_from_row(row: pd.Series) -> Alert:
-    """An :class:`~misuse.alerts.model.Alert` from a row of the store's alert frame."""
-    return Alert(
-        entity=str(row["entity"]),
-        window_start=pd.Timestamp(row["window_start"]).to_pydatetime(),
-        window_end=pd.Timestamp(row["window_end"]).to_pydatetime(),
-        score=float(row["score"]),
-        threshold=float(row["threshold"]),
-        severity=str(row["severity"]),
-        misuse_type=str(row["misuse_type"]),
-        detector=str(row["detector"]),
-        summary=str(row["summary"]),
-        contributions=list(row["contributions"]),
-        alert_id=str(row["alert_id"]),
-    )
-
-
 def bucket(ts: pd.Series, window: float) -> np.ndarray:
     """The window number of each timestamp (seconds since the epoch over ``window``, floored)."""
     seconds = (pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
@@ -97,7 +80,7 @@ def window_history(store: Store, alerts: pd.DataFrame) -> dict[str, tuple[float,
             continue
         others = store.alerts(dataset=dataset)
         others = others[(others["model"] != name) & others["entity"].astype(str).isin(entities)]
-        extra = [alert_from_row(r) for _, r in others.iterrows()]
+        extra = [Alert.from_row(r) for _, r in others.iterrows()]
         frame = replay_from_scored(f"{dataset}/{name}", scored, model.threshold.threshold_, model.window, extra).frame
         cols = [*HISTORY, *WINDOW_FEATURES]
         out[dataset] = (model.window, context_columns(frame).set_index(["entity", "t"])[cols])
@@ -146,7 +129,7 @@ def observe(
     stored = store.alerts()
     stored = stored[stored["entity"].astype(str).isin(entities) & ~stored["alert_id"].isin(alerts["alert_id"])]
     known = pd.concat([alerts, stored], ignore_index=True) if len(stored) else alerts
-    risks = fuse([alert_from_row(r) for _, r in known.iterrows()], window=window)
+    risks = fuse([Alert.from_row(r) for _, r in known.iterrows()], window=window)
     fused = {(r.entity, int(r.window_start.timestamp() // window)): r for r in risks}
     by_alerts = _alert_history(known, {k: r.risk for k, r in fused.items()}, window)
     by_windows = window_history(store, alerts)
@@ -162,7 +145,7 @@ def observe(
     out = np.full((len(alerts), len(OBS_FEATURES)), np.nan)
     sources = []
     for i, (_, row) in enumerate(alerts.iterrows()):
-        a = alert_from_row(row)
+        a = Alert.from_row(row)
         b = int(a.window_start.timestamp() // window)
         risk = fused[(a.entity, b)]
         history, source = by_alerts.loc[(a.entity, b)], FROM_ALERTS
