@@ -106,6 +106,7 @@ class MqttWorker:
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(1, 2)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
 
@@ -115,11 +116,19 @@ class MqttWorker:
             log.error("MQTT %s:%s refused the connection: %s", self.cfg.mqtt_host, self.cfg.mqtt_port, reason)
             return
         client.subscribe([(t, 1) for t in self.cfg.subscriptions])
-        self.metrics.set("misuse_mqtt_connected", 1)
-        self.connected.set()
         log.info(
             "MQTT connected to %s:%s, session present=%s", self.cfg.mqtt_host, self.cfg.mqtt_port, flags.session_present
         )
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: Any, reasons: Any, props: Any) -> None:
+        # ready only once the broker holds the subscription: on a new session, a message published
+        # between CONNACK and SUBACK reaches no subscriber and the broker does not keep it
+        refused = [r for r in reasons if getattr(r, "is_failure", False)]
+        if refused:
+            log.error("MQTT %s:%s refused the subscription: %s", self.cfg.mqtt_host, self.cfg.mqtt_port, refused)
+            return
+        self.metrics.set("misuse_mqtt_connected", 1)
+        self.connected.set()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.metrics.set("misuse_mqtt_connected", 0)
