@@ -140,8 +140,8 @@ class Store(TableStore):
         try:
             self._create_events_view(list(selects.values()))
             return []
-        except duckdb.Error:
-            pass
+        except duckdb.Error as exc:  # some dataset DuckDB cannot read: find it and leave only it out
+            log.debug("%s: the events view over every dataset failed (%s); checking them one by one", self.root, exc)
         readable, left_out = [], []
         for name, select in selects.items():
             try:
