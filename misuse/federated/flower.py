@@ -81,23 +81,33 @@ class RuleStrategy(FedAvg):  # type: ignore[misc]
                 "train_loss": losses,
             }
         )
-        if self.record is not None:
-            self.record.mkdir(parents=True, exist_ok=True)
-            for k, (proxy, r) in enumerate(results):
-                msg = {
-                    "round": server_round,
-                    "site": proxy.cid,
-                    "status": str(r.status.code),
-                    "num_examples": int(r.num_examples),
-                    "tensor_type": r.parameters.tensor_type,
-                    "arrays": [
-                        {"shape": list(a.shape), "dtype": str(a.dtype)} for a in parameters_to_ndarrays(r.parameters)
-                    ],
-                    "metrics": {str(m): v for m, v in r.metrics.items()},
-                }
-                (self.record / f"fit-r{server_round}-{k}.json").write_text(json.dumps(msg, default=str))
+        for k, (proxy, r) in enumerate(results):
+            self._record(
+                f"fit-r{server_round}-{k}",
+                server_round,
+                proxy,
+                r,
+                tensor_type=r.parameters.tensor_type,
+                arrays=[{"shape": list(a.shape), "dtype": str(a.dtype)} for a in parameters_to_ndarrays(r.parameters)],
+            )
+            if self.record is not None:
                 (self.record / f"fit-r{server_round}-{k}.bin").write_bytes(b"".join(r.parameters.tensors))
         return ndarrays_to_parameters(arrays), {}
+
+    def _record(self, name: str, server_round: int, proxy: ClientProxy, res: Any, **fields: Any) -> None:
+        """With ``record``, write what one site sent this round as ``<name>.json`` (no-op otherwise)."""
+        if self.record is None:
+            return
+        self.record.mkdir(parents=True, exist_ok=True)
+        msg = {
+            "round": server_round,
+            "site": proxy.cid,
+            "status": str(res.status.code),
+            "num_examples": int(res.num_examples),
+            **fields,
+            "metrics": {str(m): v for m, v in res.metrics.items()},
+        }
+        (self.record / f"{name}.json").write_text(json.dumps(msg, default=str))
 
     def aggregate_evaluate(
         self,
@@ -106,18 +116,8 @@ class RuleStrategy(FedAvg):  # type: ignore[misc]
         failures: list[Any],
     ) -> tuple[float | None, dict[str, Scalar]]:
         """Flower's example-weighted mean loss; with ``record``, each site's evaluate message too."""
-        if self.record is not None:
-            self.record.mkdir(parents=True, exist_ok=True)
-            for k, (proxy, r) in enumerate(results):
-                msg = {
-                    "round": server_round,
-                    "site": proxy.cid,
-                    "status": str(r.status.code),
-                    "loss": r.loss,
-                    "num_examples": r.num_examples,
-                    "metrics": {str(m): v for m, v in r.metrics.items()},
-                }
-                (self.record / f"evaluate-r{server_round}-{k}.json").write_text(json.dumps(msg, default=str))
+        for k, (proxy, r) in enumerate(results):
+            self._record(f"evaluate-r{server_round}-{k}", server_round, proxy, r, loss=r.loss)
         loss, metrics = super().aggregate_evaluate(server_round, results, failures)
         return loss, metrics
 
