@@ -201,8 +201,9 @@ def _print_sea(results: list[Any], published: list[dict[str, Any]], target_fa: f
     console.print(
         "nb_per_user: naive Bayes with one threshold per user, sharing the false-alarm budget the "
         "Neyman-Pearson way (clean spread from held-out training blocks, hits from other users' blocks); "
-        "alpha, spread, inflation and budget chosen on a pseudo-protocol inside the training data "
-        "(first 17 blocks train, the other 33 are scored in order with updating)."
+        "smoothing, burst discount, inflation and budget chosen by a rehearsal inside the training data "
+        "(a third of the users play outsiders; the others' first 25 blocks train, their other 25, with "
+        "injected masquerade runs, are scored in order with updating)."
     )
     console.print(
         "Other models: thresholds from training data only: scores normalised by 5-fold held-out training blocks, "
@@ -245,9 +246,9 @@ def _print_sea(results: list[Any], published: list[dict[str, Any]], target_fa: f
             if name == r.model and "chosen" in ch:
                 c = ch["chosen"]
                 console.print(
-                    f"{name}: alpha {c['alpha']}, {c.get('population', 'pooled')} population, "
-                    f"spread {c['spread']} x{c['inflate']}, budget {c['target']:.2%}; "
-                    f"pseudo-protocol false alarms {c['pseudo_fa']:.2%}, outsider hits {c['proxy_hits']:.1%}",
+                    f"{name}: {c['model']} smoothing, burst {c['burst']}, spread x{c['inflate']}, "
+                    f"budget {c['target']:.2%}; rehearsal false alarms {c['rehearsal_fa']:.2%} "
+                    f"of {ch['clean']:,} clean blocks, hits {c['rehearsal_hits']:.1%} of {ch['injected']:,} injected",
                     highlight=False,
                 )
             elif name == r.model:

@@ -23,8 +23,6 @@ scores the same way.
 
 from __future__ import annotations
 
-import copy
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,7 +295,12 @@ def run_sea(
     unknown = set(models) - known
     if unknown:
         raise InvalidParameterError(f"unknown SEA model(s) {sorted(unknown)}; known: {sorted(known)}")
-    per_user = run_per_user(data, update, tick=tick) if PER_USER in models else None
+    if PER_USER in models:
+        from misuse.eval.sea_per_user import run_per_user
+
+        per_user: SeaResult | None = run_per_user(data, update, tick=tick)
+    else:
+        per_user = None
     models = [m for m in models if m != PER_USER]
     if not models:
         return [per_user] if per_user is not None else []
@@ -367,201 +370,5 @@ def sea_metrics(truth: np.ndarray, scores: np.ndarray, alarms: np.ndarray) -> di
     return out
 
 
-# ----- per-user thresholds (Neyman-Pearson allocation of the false-alarm budget) ------------------
-#: model name of the per-user-threshold naive Bayes in :func:`run_sea`
+#: model name of the per-user-threshold naive Bayes (:mod:`misuse.eval.sea_per_user`) in :func:`run_sea`
 PER_USER = "nb_per_user"
-#: candidates of the per-user procedure; the pseudo-protocol chooses among them (training data only)
-PER_USER_GRID: dict[str, tuple[Any, ...]] = {
-    "alpha": (0.001, 0.01),
-    "population": ("pooled", "mixture"),
-    "spread": ("cv", "drift"),
-    "inflate": (1.0, 1.25, 1.5),
-    "target": (0.01, 0.005, 0.0025),
-}
-PSEUDO_TRAIN_BLOCKS = 17  # pseudo-protocol: train on the first 17 training blocks, test on the other 33
-PSEUDO_MAX_FA = 0.013  # the pseudo-protocol's false-alarm bound a candidate must meet
-
-
-@dataclass
-class UserFit:
-    """What the per-user thresholds are built from, all from training blocks.
-
-    ``centre``/``spread_cv``: median and standard deviation of each user's cross-validated held-out
-    block scores; ``spread_drift``: the standard deviation of *forward* scores (a model of the first
-    half of the blocks scores the second half in order, folding each in: the drift updating leaves),
-    floored by ``spread_cv``; ``outsiders[u]``: scores, under user u's model, of every other user's
-    blocks with that user removed from the population (a masquerader u's model never saw).
-    """
-
-    det: SequenceDetector
-    centre: np.ndarray
-    spread_cv: np.ndarray
-    spread_drift: np.ndarray
-    outsiders: list[np.ndarray]
-
-    def spread(self, kind: str) -> np.ndarray:
-        """Per-user spread of clean scores: "cv" or "drift"."""
-        if kind not in ("cv", "drift"):
-            raise InvalidParameterError(f"spread must be 'cv' or 'drift'. Got {kind!r} instead.")
-        return self.spread_cv if kind == "cv" else self.spread_drift
-
-
-def fit_per_user(data: SeaData, blocks: int, alpha: float, folds: int = 5, population: str = "pooled") -> UserFit:
-    """Naive Bayes on each user's first ``blocks`` training blocks plus the statistics of :class:`UserFit`."""
-    if not 2 * folds <= blocks <= SEA_TRAIN // SEA_BLOCK:
-        raise InvalidParameterError(f"blocks must be in [{2 * folds}, {SEA_TRAIN // SEA_BLOCK}]. Got {blocks} instead.")
-    train = [data.train(u)[:blocks] for u in range(len(data.users))]
-    det = make_sequence_detector("naive_bayes", alpha=alpha, population=population)
-    for user, tr in zip(data.users, train, strict=True):
-        det.learn_many(user, list(tr.ravel()))
-    unlearn = det.unlearn  # type: ignore[attr-defined]
-    edges = np.linspace(0, blocks, folds + 1).astype(int)
-    held = np.zeros((blocks, len(data.users)))
-    for u, (user, tr) in enumerate(zip(data.users, train, strict=True)):
-        for lo, hi in itertools.pairwise(edges):
-            unlearn(user, list(tr[lo:hi].ravel()))
-            held[lo:hi, u] = _scores(det, user, tr[lo:hi])
-            det.learn_many(user, list(tr[lo:hi].ravel()))
-    outsiders: list[list[np.ndarray]] = [[] for _ in data.users]
-    for v, (other, tr) in enumerate(zip(data.users, train, strict=True)):
-        unlearn(other, list(tr.ravel()))
-        for u, user in enumerate(data.users):
-            if u != v:
-                outsiders[u].append(_scores(det, user, tr))
-        det.learn_many(other, list(tr.ravel()))
-    half = blocks // 2
-    fwd_det = make_sequence_detector("naive_bayes", alpha=alpha, population=population)
-    for user, tr in zip(data.users, train, strict=True):
-        fwd_det.learn_many(user, list(tr[:half].ravel()))
-    forward = np.zeros((blocks - half, len(data.users)))
-    for b in range(half, blocks):
-        forward[b - half] = [
-            _scores(fwd_det, user, tr[b : b + 1])[0] for user, tr in zip(data.users, train, strict=True)
-        ]
-        for user, tr in zip(data.users, train, strict=True):
-            fwd_det.learn_many(user, list(tr[b]))
-    spread_cv = np.maximum(held.std(axis=0), 1e-6)
-    return UserFit(
-        det,
-        np.median(held, axis=0),
-        spread_cv,
-        np.maximum(spread_cv, forward.std(axis=0)),
-        [np.concatenate(o) if o else np.zeros(0) for o in outsiders],
-    )
-
-
-def np_thresholds(centre: np.ndarray, spread: np.ndarray, outsiders: list[np.ndarray], target: float) -> np.ndarray:
-    """Per-user thresholds that share a false-alarm budget ``target`` the Neyman-Pearson way.
-
-    A user's clean scores are taken as normal(centre, spread); its outsider scores give the hit rate
-    H_u(t). For a price ``lam`` per unit of false alarm, user u's threshold maximises
-    H_u(t) - lam * FA_u(t); ``lam`` is raised until the mean FA_u over users is <= ``target``. Users whose
-    masqueraders are easy to tell apart get low thresholds, users who vary a lot get high ones.
-    """
-    from scipy.stats import norm
-
-    cands = centre[:, None] + spread[:, None] * np.linspace(0.0, 8.0, 401)[None, :]
-    fa = norm.sf((cands - centre[:, None]) / spread[:, None])
-    hit = np.stack(
-        [
-            (o[None, :] > c[:, None]).mean(axis=1) if o.size else np.zeros(c.size)
-            for o, c in zip(outsiders, cands, strict=True)
-        ]
-    )
-
-    def at(lam: float) -> tuple[np.ndarray, float]:
-        i = np.argmax(hit - lam * fa, axis=1)
-        rows = np.arange(len(centre))
-        return cands[rows, i], float(fa[rows, i].mean())
-
-    lo, hi = 1.0, 1e6
-    for _ in range(60):
-        mid = float(np.sqrt(lo * hi))
-        if at(mid)[1] > target:
-            lo = mid
-        else:
-            hi = mid
-    return at(hi)[0]
-
-
-def run_blocks(
-    det: SequenceDetector, users: Sequence[str], blocks: Sequence[np.ndarray], thresholds: np.ndarray, update: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Score each user's blocks in time order (block index outer, users inner), updating when not flagged.
-
-    Returns raw scores and alarms, shape (blocks, users). ``det`` is changed (that is the updating).
-    """
-    n = min(len(b) for b in blocks)
-    scores = np.zeros((n, len(users)))
-    for b in range(n):
-        scores[b] = [_scores(det, user, bl[b : b + 1])[0] for user, bl in zip(users, blocks, strict=True)]
-        if update:
-            for u, (user, bl) in enumerate(zip(users, blocks, strict=True)):
-                if scores[b, u] <= thresholds[u]:
-                    det.learn_many(user, list(bl[b]))
-    return scores, scores > thresholds[None, :]
-
-
-def select_per_user(
-    data: SeaData, grid: dict[str, tuple[Any, ...]] | None = None, tick: Callable[[str], None] | None = None
-) -> dict[str, Any]:
-    """Choose alpha, spread, inflation and budget on the *pseudo-protocol* (training data only).
-
-    The pseudo-protocol repeats the real one inside the training data, with the same 1:2 ratio of
-    training to test: each user's first :data:`PSEUDO_TRAIN_BLOCKS` blocks train, the remaining 33 are
-    scored in order with updating. Its false-alarm rate shows what drift does to a threshold set on
-    held-out blocks; its outsider hit rate (share of other users' blocks above the user's threshold)
-    stands for hits. The candidate with the most outsider hits whose pseudo false-alarm rate is
-    <= :data:`PSEUDO_MAX_FA` wins (if none, the one with the fewest pseudo false alarms).
-    """
-    g = PER_USER_GRID if grid is None else grid
-    rows: list[dict[str, Any]] = []
-    k = PSEUDO_TRAIN_BLOCKS
-    for alpha, population in itertools.product(g["alpha"], g.get("population", ("pooled",))):
-        if tick:
-            tick(f"{PER_USER}: pseudo-protocol, alpha {alpha}, {population} population")
-        fit = fit_per_user(data, k, alpha, population=population)
-        for spread in g["spread"]:
-            for inflate in g["inflate"]:
-                for target in g["target"]:
-                    thr = np_thresholds(fit.centre, fit.spread(spread) * inflate, fit.outsiders, target)
-                    later = [data.train(u)[k:] for u in range(len(data.users))]
-                    _, alarms = run_blocks(copy.deepcopy(fit.det), data.users, later, thr, update=True)
-                    hits = float(np.mean([np.mean(o > t) for o, t in zip(fit.outsiders, thr, strict=True) if o.size]))
-                    rows.append(
-                        {
-                            "alpha": alpha,
-                            "population": population,
-                            "spread": spread,
-                            "inflate": inflate,
-                            "target": target,
-                            "pseudo_fa": float(alarms.mean()),
-                            "proxy_hits": hits,
-                        }
-                    )
-    ok = [r for r in rows if r["pseudo_fa"] <= PSEUDO_MAX_FA]
-    best = max(ok, key=lambda r: r["proxy_hits"]) if ok else min(rows, key=lambda r: r["pseudo_fa"])
-    return {"chosen": best, "candidates": rows}
-
-
-def run_per_user(
-    data: SeaData,
-    update: bool = True,
-    grid: dict[str, tuple[Any, ...]] | None = None,
-    tick: Callable[[str], None] | None = None,
-) -> SeaResult:
-    """Naive Bayes with per-user thresholds chosen by :func:`select_per_user`; scores are margins over them."""
-    sel = select_per_user(data, grid, tick)
-    ch = sel["chosen"]
-    if tick:
-        tick(f"{PER_USER}: fitting all training blocks with {ch}")
-    fit = fit_per_user(data, SEA_TRAIN // SEA_BLOCK, ch["alpha"], population=ch["population"])
-    thr = np_thresholds(fit.centre, fit.spread(ch["spread"]) * ch["inflate"], fit.outsiders, ch["target"])
-    if tick:
-        tick(f"{PER_USER}: scoring test blocks")
-    raw, alarms = run_blocks(fit.det, data.users, [data.test(u) for u in range(len(data.users))], thr, update)
-    margin = (raw - thr[None, :]) / fit.spread(ch["spread"])[None, :]
-    res = SeaResult(PER_USER, 0.0, margin, alarms)
-    res.metrics = sea_metrics(data.truth, margin, alarms)
-    res.metrics.update(threshold="per user", updating=update, selection={PER_USER: sel})
-    return res

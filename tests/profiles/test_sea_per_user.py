@@ -1,11 +1,14 @@
-"""Per-user SEA thresholds: the Neyman-Pearson budget split and the training-only pseudo-protocol."""
+"""Per-user SEA thresholds: the Neyman-Pearson budget split and the training-only rehearsal."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy.stats import norm
 
-from misuse.eval.sea import PER_USER, SeaData, np_thresholds, run_per_user, run_sea
+from misuse.errors import InvalidParameterError
+from misuse.eval.sea import PER_USER, SeaData, run_sea
+from misuse.eval.sea_per_user import Rehearsal, inject, np_thresholds, rehearse, run_per_user
 from misuse.ingest.sea import SEA_SHAPE
 
 
@@ -38,7 +41,7 @@ def test_budget_is_kept_and_separable_users_get_lower_thresholds() -> None:
 
 def test_per_user_run_catches_synthetic_masquerades_with_training_only_choice() -> None:
     data = _synthetic()
-    small = {"alpha": (0.01,), "spread": ("cv", "drift"), "inflate": (1.0, 1.5), "target": (0.01,)}
+    small = {"model": ("additive", "dirichlet"), "burst": ("none",), "inflate": (1.0, 1.5), "target": (0.01,)}
     res = run_per_user(data, grid=small)
     m = res.metrics
     assert m["hit_rate"] >= 0.9
@@ -46,7 +49,38 @@ def test_per_user_run_catches_synthetic_masquerades_with_training_only_choice() 
     sel = m["selection"][PER_USER]
     assert len(sel["candidates"]) == 4
     assert sel["chosen"] in sel["candidates"]
-    assert all(0.0 <= c["pseudo_fa"] <= 1.0 for c in sel["candidates"])
+    assert all(0.0 <= c["rehearsal_fa"] <= 1.0 for c in sel["candidates"])
+    assert sel["injected"] > 0 and sel["clean"] > 0
+
+
+def test_rehearsal_needs_only_training_commands() -> None:
+    full = _synthetic(4, seed=2)
+    train_only = SeaData(full.users, [c[:5000] for c in full.commands], np.zeros((0, 4), dtype=np.int8))
+    grid = {"model": ("dirichlet",), "burst": ("log",), "inflate": (1.5,), "target": (0.01,)}
+    assert rehearse(train_only, grid) == rehearse(full, grid)  # the test blocks and truth play no part
+
+
+def test_injected_runs_are_consecutive_outsider_blocks_and_leave_the_rest_clean() -> None:
+    clean = np.full((30, 100), "own", dtype=object)
+    outsider = np.array([[f"out{b}"] * 100 for b in range(50)], dtype=object)
+    stream, labels = inject(clean, [outsider], Rehearsal(start=0.2, stay=0.8), np.random.default_rng(1))
+    assert labels.any() and not labels.all()
+    assert (stream[~labels] == "own").all()
+    blocks = [int(stream[t, 0][3:]) for t in np.flatnonzero(labels)]
+    starts = np.flatnonzero(labels & ~np.r_[False, labels[:-1]])
+    for t in np.flatnonzero(labels):
+        if t not in starts:  # inside a run: the outsider's next block
+            assert int(stream[t, 0][3:]) == (int(stream[t - 1, 0][3:]) + 1) % 50
+    assert len(blocks) == labels.sum()
+
+
+def test_rehearsal_parameters_are_checked() -> None:
+    with pytest.raises(InvalidParameterError, match="train_blocks"):
+        Rehearsal(train_blocks=50)
+    with pytest.raises(InvalidParameterError, match="start"):
+        Rehearsal(start=0.0)
+    with pytest.raises(InvalidParameterError, match="at least 3 users"):
+        rehearse(_synthetic(2))
 
 
 def test_run_sea_runs_the_per_user_model_by_name() -> None:
@@ -57,10 +91,7 @@ def test_run_sea_runs_the_per_user_model_by_name() -> None:
 
 
 def test_mixture_population_weighs_every_other_user_once() -> None:
-    import pytest
-
     from misuse.detectors.naive_bayes import NaiveBayesDetector
-    from misuse.errors import InvalidParameterError
 
     heavy = ["make"] * 900 + ["ls"] * 100
     light = ["vi"] * 100
@@ -73,3 +104,32 @@ def test_mixture_population_weighs_every_other_user_once() -> None:
     assert mixed.score_block("me", ["vi"] * 10) > pooled.score_block("me", ["vi"] * 10) + 1.0
     with pytest.raises(InvalidParameterError, match="population"):
         NaiveBayesDetector(population="everyone")
+
+
+def test_dirichlet_smoothing_counts_never_used_commands_against_the_identity() -> None:
+    from misuse.detectors.naive_bayes import NaiveBayesDetector
+
+    me, other = ["ls", "cd", "vi"] * 100, ["make", "gcc"] * 150
+    additive = NaiveBayesDetector().learn_many("me", me).learn_many("other", other)
+    dirichlet = NaiveBayesDetector(smoothing="dirichlet", mu=4.0).learn_many("me", me).learn_many("other", other)
+    novel = ["zzz-tool"] * 10  # nobody ever ran it
+    # additive smoothing: the small profile spreads more mass on the unseen, so it looks like "me"
+    assert additive.score_block("me", novel) <= 0.0
+    # dirichlet: costs log((N + mu) / mu) nats per action, whoever else used it or not
+    assert dirichlet.score_block("me", novel) == pytest.approx(np.log((300 + 4.0) / 4.0))
+    assert dirichlet.score_block("me", ["gcc"] * 10) == pytest.approx(np.log((300 + 4.0) / 4.0))
+    assert dirichlet.score_block("me", ["ls", "vi"] * 5) < 0.0
+
+
+def test_burst_discount_weighs_k_repeats_as_log_1_plus_k() -> None:
+    from misuse.detectors.naive_bayes import NaiveBayesDetector
+
+    det = NaiveBayesDetector(burst="log").learn_many("me", ["ls", "cd"] * 50).learn_many("you", ["gcc"] * 100)
+    plain = NaiveBayesDetector().learn_many("me", ["ls", "cd"] * 50).learn_many("you", ["gcc"] * 100)
+    per_action = plain.action_scores("me", ["gcc", "ls"])
+    block = ["gcc"] * 9 + ["ls"]
+    expected = (per_action[0] * np.log(10) + per_action[1] * np.log(2)) / 10
+    assert det.score_block("me", block) == pytest.approx(expected)
+    assert det.block_scores("me", np.array([block], dtype=object))[0] == pytest.approx(expected)
+    with pytest.raises(InvalidParameterError, match="burst"):
+        NaiveBayesDetector(burst="sqrt")
