@@ -167,8 +167,11 @@ def _default_sea() -> Path:
 def sea(
     path: Annotated[Path | None, typer.Option("--path", help="SEA folder (users/, masquerade_summary.txt).")] = None,
     models: Annotated[
-        str, typer.Option("--models", help="Comma-separated: nb_per_user, naive_bayes, markov, gru, ensemble.")
-    ] = ("nb_per_user,naive_bayes,markov,ensemble"),
+        str,
+        typer.Option(
+            "--models", help="Comma-separated: nb_per_user, nb_rehearsed, naive_bayes, markov, gru, ensemble."
+        ),
+    ] = "nb_per_user,nb_rehearsed,naive_bayes,markov,ensemble",
     target_fa: Annotated[float, typer.Option("--target-fa", help="False-alarm rate the threshold aims at.")] = 0.01,
     users: Annotated[int, typer.Option("--users", help="Evaluate only the first N users (quick runs).")] = 50,
     no_update: Annotated[bool, typer.Option("--no-update", help="Do not fold unflagged blocks in.")] = False,
@@ -199,11 +202,13 @@ def _print_sea(results: list[Any], published: list[dict[str, Any]], target_fa: f
         f"{m0['clean_blocks']:,} clean test blocks of 100 commands; train = first 5,000 commands per user."
     )
     console.print(
-        "nb_per_user: naive Bayes with one threshold per user, sharing the false-alarm budget the "
-        "Neyman-Pearson way (clean spread from held-out training blocks, hits from other users' blocks); "
-        "smoothing, burst discount, inflation and budget chosen by a rehearsal inside the training data "
-        "(a third of the users play outsiders; the others' first 25 blocks train, their other 25, with "
-        "injected masquerade runs, are scored in order with updating)."
+        "nb_per_user and nb_rehearsed: naive Bayes with one threshold per user, sharing the false-alarm "
+        "budget the Neyman-Pearson way (clean spread from held-out training blocks, hits from other users' "
+        "blocks). nb_per_user: alpha, spread, inflation and budget chosen on a pseudo-protocol inside the "
+        "training data (first 17 blocks train, the other 33 are scored in order with updating). "
+        "nb_rehearsed: smoothing, burst discount, inflation and budget chosen by a rehearsal inside the "
+        "training data (a third of the users play outsiders; the others' first 25 blocks train, their "
+        "other 25, with injected masquerade runs, are scored in order with updating)."
     )
     console.print(
         "Other models: thresholds from training data only: scores normalised by 5-fold held-out training blocks, "
@@ -243,7 +248,15 @@ def _print_sea(results: list[Any], published: list[dict[str, Any]], target_fa: f
     console.print(roc)
     for r in results:
         for name, ch in r.metrics["selection"].items():
-            if name == r.model and "chosen" in ch:
+            if name == r.model and "chosen" in ch and "pseudo_fa" in ch["chosen"]:
+                c = ch["chosen"]
+                console.print(
+                    f"{name}: alpha {c['alpha']}, {c['population']} population, "
+                    f"spread {c['spread']} x{c['inflate']}, budget {c['target']:.2%}; "
+                    f"pseudo-protocol false alarms {c['pseudo_fa']:.2%}, outsider hits {c['proxy_hits']:.1%}",
+                    highlight=False,
+                )
+            elif name == r.model and "chosen" in ch:
                 c = ch["chosen"]
                 console.print(
                     f"{name}: {c['model']} smoothing, burst {c['burst']}, spread x{c['inflate']}, "

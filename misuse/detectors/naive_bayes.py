@@ -151,7 +151,7 @@ class NaiveBayesDetector(SequenceDetector):
             w = w + self._weights(e, False)
         if self.burst == "none":
             return w[ids].mean(axis=1)  # type: ignore[no-any-return]
-        return np.array([_discounted(w, row) for row in ids], dtype="float64")
+        return _discounted(w, np.atleast_2d(ids))
 
     def score_block(self, entity: str, actions: Sequence[str]) -> float:
         """Anomaly of a block: mean per-action score, repeats discounted when ``burst="log"``."""
@@ -191,7 +191,13 @@ class NaiveBayesDetector(SequenceDetector):
         self.pop_ -= sub
 
 
-def _discounted(w: np.ndarray, ids: np.ndarray) -> float:
-    """Block score with k repeats of an action weighing log(1 + k), per action of the block."""
-    uniq, k = np.unique(ids, return_counts=True)
-    return float((w[uniq] * np.log1p(k)).sum() / ids.size)
+def _discounted(w: np.ndarray, ids: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Scores of blocks (rows of ``ids``) with k repeats of an action weighing log(1 + k), per action."""
+    v = w.size
+    out = np.empty(ids.shape[0], dtype="float64")
+    for lo in range(0, ids.shape[0], chunk):
+        part = ids[lo : lo + chunk]
+        rows = np.arange(part.shape[0])[:, None]
+        counts = np.bincount((rows * v + part).ravel(), minlength=part.shape[0] * v).reshape(-1, v)
+        out[lo : lo + chunk] = (np.log1p(counts) @ w) / part.shape[1]
+    return out

@@ -42,7 +42,7 @@ PUBLISHED: list[dict[str, Any]] = [
     {"method": "Uniqueness, Schonlau et al. 2001", "hits": 0.394, "false_alarms": 0.014},
     {"method": "Schonlau et al. 2001 methods (range)", "hits": "0.342-0.693", "false_alarms": "0.014-0.067"},
 ]
-DEFAULT_MODELS: tuple[str, ...] = ("nb_per_user", "naive_bayes", "markov", "ensemble")
+DEFAULT_MODELS: tuple[str, ...] = ("nb_per_user", "nb_rehearsed", "naive_bayes", "markov", "ensemble")
 ENSEMBLE_MEMBERS: tuple[str, ...] = ("naive_bayes", "markov")
 ENSEMBLE_WEIGHTS: tuple[float, ...] = (0.25, 0.5, 0.75)  # naive Bayes' weight; Markov gets the rest
 MODEL_PARAMS: dict[str, dict[str, Any]] = {
@@ -291,19 +291,20 @@ def run_sea(
     """
     if not 0 < target_fa < 0.5:
         raise InvalidParameterError(f"target_fa must be in (0, 0.5). Got {target_fa} instead.")
-    known = {*MODEL_PARAMS, "ensemble", PER_USER}
+    known = {*MODEL_PARAMS, "ensemble", PER_USER, REHEARSED}
     unknown = set(models) - known
     if unknown:
         raise InvalidParameterError(f"unknown SEA model(s) {sorted(unknown)}; known: {sorted(known)}")
-    if PER_USER in models:
-        from misuse.eval.sea_per_user import run_per_user
+    from misuse.eval import sea_per_user
 
-        per_user: SeaResult | None = run_per_user(data, update, tick=tick)
-    else:
-        per_user = None
-    models = [m for m in models if m != PER_USER]
+    per_user = [
+        (sea_per_user.run_per_user if m == PER_USER else sea_per_user.run_rehearsed)(data, update, tick=tick)
+        for m in models
+        if m in (PER_USER, REHEARSED)
+    ]
+    models = [m for m in models if m not in (PER_USER, REHEARSED)]
     if not models:
-        return [per_user] if per_user is not None else []
+        return per_user
     families = list(models)
     if "ensemble" in models:
         families = list(dict.fromkeys([*ENSEMBLE_MEMBERS, *families]))
@@ -344,7 +345,7 @@ def run_sea(
         r.metrics = sea_metrics(data.truth, r.scores, r.alarms)
         r.metrics.update(threshold=r.threshold, target_fa=target_fa, folds=folds, updating=update)
         r.metrics["selection"] = {m: choices[m].to_dict() for m in choices if m == r.model or r.model == "ensemble"}
-    return ([per_user] if per_user is not None else []) + results
+    return per_user + results
 
 
 def sea_metrics(truth: np.ndarray, scores: np.ndarray, alarms: np.ndarray) -> dict[str, Any]:
@@ -370,5 +371,6 @@ def sea_metrics(truth: np.ndarray, scores: np.ndarray, alarms: np.ndarray) -> di
     return out
 
 
-#: model name of the per-user-threshold naive Bayes (:mod:`misuse.eval.sea_per_user`) in :func:`run_sea`
+#: model names of the per-user-threshold naive Bayes (:mod:`misuse.eval.sea_per_user`) in :func:`run_sea`
 PER_USER = "nb_per_user"
+REHEARSED = "nb_rehearsed"

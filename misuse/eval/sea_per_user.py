@@ -1,11 +1,18 @@
-"""SEA naive Bayes with one threshold per user, every choice made by a rehearsal on training data.
+"""SEA naive Bayes with one threshold per user, every choice made on training data.
 
-The model (``nb_per_user`` in :func:`misuse.eval.sea.run_sea`) is naive Bayes, self against the other
-49 users. Each user gets their own threshold; the users share the false-alarm budget the
-Neyman-Pearson way (:func:`np_thresholds`). Which smoothing, burst discount, spread inflation and
-budget to use is decided by :func:`rehearse`, a replay of the whole protocol *inside the training
-data* with masquerade runs injected from users the models never saw. The test blocks and
-``masquerade_summary.txt`` are not read until the decisions are final.
+Both models here are naive Bayes, self against the other 49 users, with one threshold per user;
+the users share the false-alarm budget the Neyman-Pearson way (:func:`np_thresholds`). They differ
+in how their settings are chosen, always inside the training data:
+
+- ``nb_per_user`` (:func:`run_per_user`): additive smoothing (alpha), population, spread, inflation
+  and budget chosen by the *pseudo-protocol* (:func:`select_pseudo`): the first 17 training blocks
+  train, the other 33 are scored in order with updating; hits are stood in for by other users' blocks.
+- ``nb_rehearsed`` (:func:`run_rehearsed`): smoothing (additive or Dirichlet toward the population),
+  burst discount, inflation and budget chosen by a *rehearsal* (:func:`rehearse`): a third of the
+  users play outsiders no model has seen, and their blocks are injected as masquerade runs into the
+  others' later training blocks, which are scored in order with updating.
+
+The test blocks and ``masquerade_summary.txt`` are not read until the decisions are final.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import numpy as np
 
 from misuse.detectors.sequence import SequenceDetector, make_sequence_detector
 from misuse.errors import InvalidParameterError
-from misuse.eval.sea import PER_USER, SeaData, SeaResult, _scores, sea_metrics
+from misuse.eval.sea import PER_USER, REHEARSED, SeaData, SeaResult, _scores, sea_metrics
 from misuse.ingest.sea import SEA_BLOCK, SEA_TRAIN
 
 #: naive Bayes variants the rehearsal chooses from: Maxion & Townsend's additive smoothing, and the
@@ -29,14 +36,23 @@ MODELS: dict[str, dict[str, Any]] = {
     "additive": {"smoothing": "additive", "alpha": 0.01},
     "dirichlet": {"smoothing": "dirichlet", "mu": 4.0},
 }
-#: candidates of the per-user procedure; :func:`rehearse` chooses among them (training data only)
+#: candidates of ``nb_per_user``; the pseudo-protocol chooses among them (training data only)
 PER_USER_GRID: dict[str, tuple[Any, ...]] = {
+    "alpha": (0.001, 0.01),
+    "population": ("pooled", "mixture"),
+    "spread": ("cv", "drift"),
+    "inflate": (1.0, 1.25, 1.5),
+    "target": (0.01, 0.005, 0.0025),
+}
+PSEUDO_TRAIN_BLOCKS = 17  # pseudo-protocol: train on the first 17 training blocks, test on the other 33
+#: candidates of ``nb_rehearsed``; :func:`rehearse` chooses among them (training data only)
+REHEARSAL_GRID: dict[str, tuple[Any, ...]] = {
     "model": ("additive", "dirichlet"),
     "burst": ("none", "log"),
     "inflate": (1.0, 1.25, 1.5, 1.75, 2.0, 2.5),
     "target": (0.01, 0.005),
 }
-MAX_FA = 0.013  # the rehearsal's false-alarm bound a candidate must meet
+MAX_FA = 0.013  # the false-alarm bound a candidate must meet in the pseudo-protocol or rehearsal
 
 
 @dataclass(frozen=True)
@@ -72,15 +88,24 @@ class Rehearsal:
 class UserFit:
     """What the per-user thresholds are built from, all from training blocks.
 
-    ``centre``/``spread``: median and standard deviation of each user's cross-validated held-out block
-    scores; ``outsiders[u]``: scores, under user u's model, of every other user's blocks with that
-    user removed from the population (a masquerader u's model never saw).
+    ``centre``/``spread_cv``: median and standard deviation of each user's cross-validated held-out
+    block scores; ``spread_drift``: the standard deviation of *forward* scores (a model of the first
+    half of the blocks scores the second half in order, folding each in: the drift updating leaves),
+    floored by ``spread_cv``; ``outsiders[u]``: scores, under user u's model, of every other user's
+    blocks with that user removed from the population (a masquerader u's model never saw).
     """
 
     det: SequenceDetector
     centre: np.ndarray
-    spread: np.ndarray
+    spread_cv: np.ndarray
+    spread_drift: np.ndarray
     outsiders: list[np.ndarray]
+
+    def spread(self, kind: str) -> np.ndarray:
+        """Per-user spread of clean scores: "cv" or "drift"."""
+        if kind not in ("cv", "drift"):
+            raise InvalidParameterError(f"spread must be 'cv' or 'drift'. Got {kind!r} instead.")
+        return self.spread_cv if kind == "cv" else self.spread_drift
 
 
 def detector_params(model: str, burst: str) -> dict[str, Any]:
@@ -113,10 +138,23 @@ def fit_per_user(data: SeaData, blocks: int, params: dict[str, Any], folds: int 
             if u != v:
                 outsiders[u].append(_scores(det, user, tr))
         det.learn_many(other, list(tr.ravel()))
+    half = blocks // 2
+    fwd_det = make_sequence_detector("naive_bayes", **params)
+    for user, tr in zip(data.users, train, strict=True):
+        fwd_det.learn_many(user, list(tr[:half].ravel()))
+    forward = np.zeros((blocks - half, len(data.users)))
+    for b in range(half, blocks):
+        forward[b - half] = [
+            _scores(fwd_det, user, tr[b : b + 1])[0] for user, tr in zip(data.users, train, strict=True)
+        ]
+        for user, tr in zip(data.users, train, strict=True):
+            fwd_det.learn_many(user, list(tr[b]))
+    spread_cv = np.maximum(held.std(axis=0), 1e-6)
     return UserFit(
         det,
         np.median(held, axis=0),
-        np.maximum(held.std(axis=0), 1e-6),
+        spread_cv,
+        np.maximum(spread_cv, forward.std(axis=0)),
         [np.concatenate(o) if o else np.zeros(0) for o in outsiders],
     )
 
@@ -210,14 +248,14 @@ def rehearse(
 ) -> dict[str, Any]:
     """Replay the protocol inside the training data for every candidate; choose one.
 
-    For every rotation of :class:`Rehearsal` and candidate of ``grid`` (default :data:`PER_USER_GRID`),
+    For every rotation of :class:`Rehearsal` and candidate of ``grid`` (default :data:`REHEARSAL_GRID`),
     the protected users' models and per-user thresholds are built from their first
     ``train_blocks`` blocks exactly as the real run builds them from 50, then their remaining blocks,
     with injected masquerade runs, are scored in order with updating. A candidate's rehearsal false
     alarms and hits are pooled over rotations and repetitions. The winner has the most hits among
     candidates with at most :data:`MAX_FA` false alarms (if none, the fewest false alarms).
     """
-    g = PER_USER_GRID if grid is None else grid
+    g = REHEARSAL_GRID if grid is None else grid
     plan = Rehearsal() if plan is None else plan
     n_users, k = len(data.users), plan.train_blocks
     if n_users < max(plan.groups, 3):
@@ -234,10 +272,10 @@ def rehearse(
         ]
         for model, burst in itertools.product(g["model"], g["burst"]):
             if tick:
-                tick(f"{PER_USER}: rehearsal {r + 1}/{plan.groups}, {model} smoothing, burst {burst}")
+                tick(f"{REHEARSED}: rehearsal {r + 1}/{plan.groups}, {model} smoothing, burst {burst}")
             fit = fit_per_user(sub, k, detector_params(model, burst))
             for inflate, target in itertools.product(g["inflate"], g["target"]):
-                thr = np_thresholds(fit.centre, fit.spread * inflate, fit.outsiders, target)
+                thr = np_thresholds(fit.centre, fit.spread_cv * inflate, fit.outsiders, target)
                 acc = totals.setdefault((model, burst, inflate, target), np.zeros(4))
                 for rep in streams:
                     _, alarms = run_blocks(copy.deepcopy(fit.det), sub.users, [s for s, _ in rep], thr, update=True)
@@ -263,25 +301,91 @@ def rehearse(
     return {"chosen": best, "candidates": rows, "plan": plan.__dict__, "clean": int(t[0]), "injected": int(t[2])}
 
 
+def select_pseudo(
+    data: SeaData, grid: dict[str, tuple[Any, ...]] | None = None, tick: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Choose alpha, population, spread, inflation and budget on the *pseudo-protocol* (training data only).
+
+    The pseudo-protocol repeats the real one inside the training data, with the same 1:2 ratio of
+    training to test: each user's first :data:`PSEUDO_TRAIN_BLOCKS` blocks train, the remaining 33 are
+    scored in order with updating. Its false-alarm rate shows what drift does to a threshold set on
+    held-out blocks; its outsider hit rate (share of other users' blocks above the user's threshold)
+    stands for hits. The candidate with the most outsider hits whose pseudo false-alarm rate is
+    <= :data:`MAX_FA` wins (if none, the one with the fewest pseudo false alarms).
+    """
+    g = PER_USER_GRID if grid is None else grid
+    rows: list[dict[str, Any]] = []
+    k = PSEUDO_TRAIN_BLOCKS
+    later = [data.train(u)[k:] for u in range(len(data.users))]
+    for alpha, population in itertools.product(g["alpha"], g.get("population", ("pooled",))):
+        if tick:
+            tick(f"{PER_USER}: pseudo-protocol, alpha {alpha}, {population} population")
+        fit = fit_per_user(data, k, {"alpha": alpha, "population": population})
+        for spread, inflate, target in itertools.product(g["spread"], g["inflate"], g["target"]):
+            thr = np_thresholds(fit.centre, fit.spread(spread) * inflate, fit.outsiders, target)
+            _, alarms = run_blocks(copy.deepcopy(fit.det), data.users, later, thr, update=True)
+            hits = float(np.mean([np.mean(o > t) for o, t in zip(fit.outsiders, thr, strict=True) if o.size]))
+            rows.append(
+                {
+                    "alpha": alpha,
+                    "population": population,
+                    "spread": spread,
+                    "inflate": inflate,
+                    "target": target,
+                    "pseudo_fa": float(alarms.mean()),
+                    "proxy_hits": hits,
+                }
+            )
+    ok = [r for r in rows if r["pseudo_fa"] <= MAX_FA]
+    best = max(ok, key=lambda r: r["proxy_hits"]) if ok else min(rows, key=lambda r: r["pseudo_fa"])
+    return {"chosen": best, "candidates": rows}
+
+
+def _final(
+    name: str,
+    data: SeaData,
+    params: dict[str, Any],
+    choice: dict[str, Any],
+    sel: dict[str, Any],
+    update: bool,
+    tick: Callable[[str], None] | None,
+) -> SeaResult:
+    """Fit all 50 training blocks with the chosen settings, then score the test blocks in order."""
+    if tick:
+        tick(f"{name}: fitting all training blocks with {choice}")
+    fit = fit_per_user(data, SEA_TRAIN // SEA_BLOCK, params)
+    spread = fit.spread(choice.get("spread", "cv"))
+    thr = np_thresholds(fit.centre, spread * choice["inflate"], fit.outsiders, choice["target"])
+    if tick:
+        tick(f"{name}: scoring test blocks")
+    raw, alarms = run_blocks(fit.det, data.users, [data.test(u) for u in range(len(data.users))], thr, update)
+    margin = (raw - thr[None, :]) / spread[None, :]
+    res = SeaResult(name, 0.0, margin, alarms)
+    res.metrics = sea_metrics(data.truth, margin, alarms)
+    res.metrics.update(threshold="per user", updating=update, selection={name: sel})
+    return res
+
+
 def run_per_user(
+    data: SeaData,
+    update: bool = True,
+    grid: dict[str, tuple[Any, ...]] | None = None,
+    tick: Callable[[str], None] | None = None,
+) -> SeaResult:
+    """``nb_per_user``: per-user thresholds with settings chosen by :func:`select_pseudo`."""
+    sel = select_pseudo(data, grid, tick)
+    ch = sel["chosen"]
+    return _final(PER_USER, data, {"alpha": ch["alpha"], "population": ch["population"]}, ch, sel, update, tick)
+
+
+def run_rehearsed(
     data: SeaData,
     update: bool = True,
     grid: dict[str, tuple[Any, ...]] | None = None,
     tick: Callable[[str], None] | None = None,
     plan: Rehearsal | None = None,
 ) -> SeaResult:
-    """Naive Bayes with per-user thresholds chosen by :func:`rehearse`; scores are margins over them."""
+    """``nb_rehearsed``: per-user thresholds with settings chosen by :func:`rehearse`."""
     sel = rehearse(data, grid, plan, tick)
     ch = sel["chosen"]
-    if tick:
-        tick(f"{PER_USER}: fitting all training blocks with {ch}")
-    fit = fit_per_user(data, SEA_TRAIN // SEA_BLOCK, detector_params(ch["model"], ch["burst"]))
-    thr = np_thresholds(fit.centre, fit.spread * ch["inflate"], fit.outsiders, ch["target"])
-    if tick:
-        tick(f"{PER_USER}: scoring test blocks")
-    raw, alarms = run_blocks(fit.det, data.users, [data.test(u) for u in range(len(data.users))], thr, update)
-    margin = (raw - thr[None, :]) / fit.spread[None, :]
-    res = SeaResult(PER_USER, 0.0, margin, alarms)
-    res.metrics = sea_metrics(data.truth, margin, alarms)
-    res.metrics.update(threshold="per user", updating=update, selection={PER_USER: sel})
-    return res
+    return _final(REHEARSED, data, detector_params(ch["model"], ch["burst"]), ch, sel, update, tick)

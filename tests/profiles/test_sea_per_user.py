@@ -7,8 +7,15 @@ import pytest
 from scipy.stats import norm
 
 from misuse.errors import InvalidParameterError
-from misuse.eval.sea import PER_USER, SeaData, run_sea
-from misuse.eval.sea_per_user import Rehearsal, inject, np_thresholds, rehearse, run_per_user
+from misuse.eval.sea import PER_USER, REHEARSED, SeaData, run_sea
+from misuse.eval.sea_per_user import (
+    Rehearsal,
+    inject,
+    np_thresholds,
+    rehearse,
+    run_per_user,
+    run_rehearsed,
+)
 from misuse.ingest.sea import SEA_SHAPE
 
 
@@ -41,12 +48,25 @@ def test_budget_is_kept_and_separable_users_get_lower_thresholds() -> None:
 
 def test_per_user_run_catches_synthetic_masquerades_with_training_only_choice() -> None:
     data = _synthetic()
-    small = {"model": ("additive", "dirichlet"), "burst": ("none",), "inflate": (1.0, 1.5), "target": (0.01,)}
+    small = {"alpha": (0.01,), "spread": ("cv", "drift"), "inflate": (1.0, 1.5), "target": (0.01,)}
     res = run_per_user(data, grid=small)
     m = res.metrics
     assert m["hit_rate"] >= 0.9
     assert m["false_alarm_rate"] < 0.05
     sel = m["selection"][PER_USER]
+    assert len(sel["candidates"]) == 4
+    assert sel["chosen"] in sel["candidates"]
+    assert all(0.0 <= c["pseudo_fa"] <= 1.0 for c in sel["candidates"])
+
+
+def test_rehearsed_run_catches_synthetic_masquerades_with_training_only_choice() -> None:
+    data = _synthetic()
+    small = {"model": ("additive", "dirichlet"), "burst": ("none",), "inflate": (1.0, 1.5), "target": (0.01,)}
+    res = run_rehearsed(data, grid=small)
+    m = res.metrics
+    assert m["hit_rate"] >= 0.9
+    assert m["false_alarm_rate"] < 0.05
+    sel = m["selection"][REHEARSED]
     assert len(sel["candidates"]) == 4
     assert sel["chosen"] in sel["candidates"]
     assert all(0.0 <= c["rehearsal_fa"] <= 1.0 for c in sel["candidates"])
@@ -83,11 +103,12 @@ def test_rehearsal_parameters_are_checked() -> None:
         rehearse(_synthetic(2))
 
 
-def test_run_sea_runs_the_per_user_model_by_name() -> None:
-    (only,) = run_sea(_synthetic(3, seed=1), [PER_USER])
-    assert only.model == PER_USER
-    assert only.alarms.shape == (SEA_SHAPE[0], 3)
-    assert only.metrics["roc_auc"] > 0.9
+def test_run_sea_runs_the_per_user_models_by_name() -> None:
+    results = run_sea(_synthetic(3, seed=1), [REHEARSED, PER_USER])
+    assert [r.model for r in results] == [REHEARSED, PER_USER]
+    for r in results:
+        assert r.alarms.shape == (SEA_SHAPE[0], 3)
+        assert r.metrics["roc_auc"] > 0.9
 
 
 def test_mixture_population_weighs_every_other_user_once() -> None:
