@@ -12,6 +12,10 @@ letter is set aside as one (a message the processing cannot take must not stop t
 the store takes nothing, the worker drops what it holds unacknowledged and connects again: the
 broker sends unacknowledged messages again only on a new connection, and stops delivering once
 its in-flight window is full of them.
+
+Zeek: the position in a log moves on only once its new lines were handed over. A chunk whose
+hand-over fails ``attempts`` times in a row is handed over one line at a time, and a line that fails
+alone is set aside as a dead letter, so one line the store always refuses cannot stall the file.
 """
 
 from __future__ import annotations
@@ -231,15 +235,12 @@ class MqttWorker:
             try:
                 self.processor.ingest(parse_payload(m.payload, m.topic, "mqtt", m.received), "mqtt")
             except Exception as exc:
-                # NUL is the one character a PostgreSQL text column refuses: the reason why, perhaps
-                reason = f"not processed: {type(exc).__name__}: {exc}".replace("\x00", "\\x00")[:MAX_RAW]
-                raw = m.payload[:MAX_RAW].decode("utf-8", errors="replace").replace("\x00", "\\x00")
-                dead = {"source": m.topic, "line": 0, "reason": reason, "raw": raw}
+                dead = _unprocessed(m.topic, 0, exc, m.payload)
                 try:
                     self.processor.ingest(Parsed(dead=[dead]), "mqtt")
                 except Exception:
                     return False
-                log.error("message on %s set aside as a dead letter: %s", m.topic, reason)
+                log.error("message on %s set aside as a dead letter: %s", m.topic, dead["reason"])
             self._failures = 0
             self._ack(m)
         return True
@@ -269,6 +270,14 @@ class MqttWorker:
         self.client.loop_start()
 
 
+def _unprocessed(source: str, line: int, exc: Exception, raw: bytes) -> dict[str, object]:
+    """The dead letter of a message or line that the processing or the store refused alone."""
+    # NUL is the one character a PostgreSQL text column refuses: the reason why, perhaps
+    reason = f"not processed: {type(exc).__name__}: {exc}".replace("\x00", "\\x00")[:MAX_RAW]
+    text = raw[:MAX_RAW].decode("utf-8", errors="replace").replace("\x00", "\\x00")
+    return {"source": source, "line": line, "reason": reason, "raw": text}
+
+
 _HEADER_KEYS = (b"#separator", b"#set_separator", b"#empty_field", b"#unset_field", b"#path", b"#fields", b"#types")
 
 
@@ -279,6 +288,7 @@ class _Tail:
     lines: int = 0
     inode: int = -1
     header: list[bytes] = field(default_factory=list)
+    failures: int = 0  # hand-overs of the pending chunk that failed in a row
 
 
 class ZeekTailer:
@@ -288,12 +298,20 @@ class ZeekTailer:
     behind the file's own ``#`` header, and hands the events over. Events and dead letters carry
     the file's own line numbers (``conn.log:3009``); ids are the ``uid`` for ``conn`` and
     ``uid:file:line`` otherwise, so re-reading a file after a restart adds nothing twice.
+
+    ``attempts``: failed hand-overs of the same lines after which they are handed over one at a
+    time, each line that fails alone going to the dead letters.
     """
 
-    def __init__(self, paths: list[Path], ingest: Callable[[Parsed, str], Any], interval: float = 0.5) -> None:
+    def __init__(
+        self, paths: list[Path], ingest: Callable[[Parsed, str], Any], interval: float = 0.5, attempts: int = 3
+    ) -> None:
+        if attempts < 1:
+            raise InvalidParameterError(f"attempts must be >= 1. Got {attempts} instead.")
         self.tails = [_Tail(Path(p)) for p in paths]
         self.ingest = ingest
         self.interval = interval
+        self.attempts = attempts
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -321,7 +339,8 @@ class ZeekTailer:
         """Read what was appended to one file since the last poll; returns the events handed over.
 
         The position in the file moves on only once the lines were handed over: when ``ingest``
-        raises, the next poll reads the same lines again.
+        raises, the next poll reads the same lines again; from the ``attempts``-th failure in a row
+        on they go one at a time (:meth:`_one_by_one`).
         """
         try:
             st = t.path.stat()
@@ -351,11 +370,44 @@ class ZeekTailer:
         handed = 0
         if body:
             parsed = self._parse(t.path.name, header, body, at)
-            self.ingest(parsed, "zeek")
+            try:
+                self.ingest(parsed, "zeek")
+            except Exception:
+                t.failures += 1
+                if t.failures < self.attempts:
+                    raise
+                log.warning("%s: %d lines not handed over %d times; one at a time now", t.path, len(body), t.failures)
+                return self._one_by_one(t, rows)
             handed = len(parsed.records)
         t.offset += len(chunk)
         t.lines += len(rows)
         t.header = header
+        t.failures = 0
+        return handed
+
+    def _one_by_one(self, t: _Tail, rows: list[bytes]) -> int:
+        """Hand ``rows`` over one line at a time, moving the position on after each; a line that
+        fails alone is set aside as a dead letter. Raises (position kept) when not even its dead
+        letter can be handed over: then the store itself is failing."""
+        handed = 0
+        for r in rows:
+            number = t.lines + 1
+            if r.startswith(b"#"):
+                if r.startswith(_HEADER_KEYS):
+                    key = r.split(maxsplit=1)[:1]
+                    t.header = [h for h in t.header if h.split(maxsplit=1)[:1] != key] + [r]
+            else:
+                parsed = self._parse(t.path.name, t.header, [r], [number])
+                try:
+                    self.ingest(parsed, "zeek")
+                    handed += len(parsed.records)
+                except Exception as exc:
+                    dead = _unprocessed(t.path.name, number, exc, r)
+                    self.ingest(Parsed(dead=[dead]), "zeek")  # raises when the store fails: retried later
+                    log.error("%s line %d set aside as a dead letter: %s", t.path, number, dead["reason"])
+            t.offset += len(r) + 1
+            t.lines += 1
+        t.failures = 0
         return handed
 
     def _parse(self, name: str, header: list[bytes], body: list[bytes], at: list[int]) -> Parsed:

@@ -236,6 +236,64 @@ def test_zeek_lines_are_read_again_when_handing_them_over_failed(tmp_path: Path)
     assert tail.poll(state) == 0 and len(got) == 1
 
 
+def test_a_zeek_line_the_store_always_refuses_is_set_aside_and_the_file_goes_on(tmp_path: Path) -> None:
+    # prepare: the store refuses any hand-over holding C2, whatever is around it
+    log = tmp_path / "conn.log"
+    rows = [f"{100 + i}.0\tC{i}\t10.0.0.1\t5000\t10.0.0.9\t80\ttcp\tSF" for i in range(5)]
+    log.write_text("\n".join(CONN_HEADER + rows[:3] + ["#close\tx"] + rows[3:]) + "\n")
+    got: list[Parsed] = []
+
+    def ingest(parsed: Parsed, origin: str) -> None:
+        if any(r["event_id"] == "C2" for r in parsed.records):
+            raise RuntimeError("value too long for the store")
+        got.append(parsed)
+
+    tail, state = ZeekTailer([log], ingest, attempts=3), _Tail(log)
+    # execute: two failed polls keep the position; the third goes line by line
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            tail.poll(state)
+        assert state.offset == 0 and not got
+    handed = tail.poll(state)
+    # assert: every other line arrived with its own number, C2 is a dead letter naming its line
+    assert handed == 4 and tail.poll(state) == 0
+    assert [r["event_id"] for p in got for r in p.records] == ["C0", "C1", "C3", "C4"]
+    assert [r["source"] for p in got for r in p.records] == [f"conn.log:{n}" for n in (5, 6, 9, 10)]
+    (dead,) = [d for p in got for d in p.dead]
+    assert (dead["source"], dead["line"]) == ("conn.log", 7)
+    assert "RuntimeError: value too long" in dead["reason"] and "C2" in dead["raw"]
+    assert state.offset == log.stat().st_size and state.failures == 0
+
+
+def test_zeek_position_stays_while_the_store_takes_nothing_and_nothing_is_lost(tmp_path: Path) -> None:
+    # prepare: the store is down for five polls, dead letters included
+    log = tmp_path / "conn.log"
+    rows = [f"{100 + i}.0\tC{i}\t10.0.0.1\t5000\t10.0.0.9\t80\ttcp\tSF" for i in range(4)]
+    log.write_text("\n".join(CONN_HEADER + rows) + "\n")
+    calls: list[int] = []
+    got: list[Parsed] = []
+
+    def ingest(parsed: Parsed, origin: str) -> None:
+        calls.append(1)
+        if len(calls) <= 5:
+            raise RuntimeError("store unavailable")
+        got.append(parsed)
+
+    tail, state = ZeekTailer([log], ingest, attempts=2), _Tail(log)
+    # execute: refused are the chunk (poll 1), the chunk, the first line and its dead letter (poll 2),
+    # the chunk again (poll 3, which then goes line by line as the store is back)
+    outcomes: list[object] = []
+    for _ in range(5):
+        try:
+            outcomes.append(tail.poll(state))
+        except RuntimeError:
+            outcomes.append("refused")
+    # assert: nothing skipped, nothing set aside while the store was down, each line once
+    assert outcomes == ["refused", "refused", 4, 0, 0] and len(calls) == 5 + 4
+    assert [r["event_id"] for p in got for r in p.records] == ["C0", "C1", "C2", "C3"]
+    assert not [d for p in got for d in p.dead] and state.offset == log.stat().st_size
+
+
 def test_zeek_lines_reach_the_store_without_duplicates_after_a_reread(tmp_path: Path) -> None:
     # prepare
     log = tmp_path / "conn.log"
