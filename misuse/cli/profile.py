@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -216,35 +217,57 @@ def _print_sea(results: list[Any], published: list[dict[str, Any]], target_fa: f
         "an outsider proxy (half the users' training blocks against models of the other half). "
         + ("Unflagged test blocks are folded into the profile (updating)." if update else "No updating.")
     )
-    table = Table("model", "hits", "false alarms", "ROC-AUC", "hits@1% FA", "hits@1.3% FA", "hits@3% FA")
+    table = Table(
+        "model",
+        "hits",
+        "false alarms",
+        "ROC-AUC",
+        "@1% FA",
+        "@1.3% FA",
+        "@3% FA",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for col in table.columns:
+        col.no_wrap, col.min_width = True, len(str(col.header))
     for r in results:
         m = r.metrics
         table.add_row(
             r.model,
-            f"{m['hit_rate']:.1%} ({m['hits']}/{m['masquerade_blocks']})",
-            f"{m['false_alarm_rate']:.2%} ({m['false_alarms']}/{m['clean_blocks']})",
+            f"{m['hit_rate']:.1%} ({m['hits']})",
+            f"{m['false_alarm_rate']:.2%} ({m['false_alarms']})",
             f"{m['roc_auc']:.3f}",
             f"{m['hits_at_0.01_fa']:.1%}",
             f"{m['hits_at_0.013_fa']:.1%}",
             f"{m['hits_at_0.03_fa']:.1%}",
         )
+    console.print(table)
+    others = Table(
+        "published on the same data", "hits", "false alarms", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
     for p in published:
         hits, fa = p["hits"], p["false_alarms"]
-        table.add_row(
-            f"[dim]{p['method']}[/]",
-            f"[dim]{hits:.1%}[/]" if isinstance(hits, float) else f"[dim]{hits}[/]",
-            f"[dim]{fa:.1%}[/]" if isinstance(fa, float) else f"[dim]{fa}[/]",
-            "",
-            "",
-            "",
-            "",
+        others.add_row(
+            p["method"],
+            f"{hits:.1%}" if isinstance(hits, float) else str(hits),
+            f"{fa:.1%}" if isinstance(fa, float) else str(fa),
         )
-    console.print(table)
-    console.print("hits / false alarms = operating point of the training-set threshold; the hits@x% columns and")
-    console.print("ROC points read the pooled test ROC (ranking figures, not operating points).")
-    roc = Table("model", *[f"FA {g:.1%}" for g, _ in results[0].metrics["roc_points"]])
-    for r in results:
-        roc.add_row(r.model, *[f"{t:.1%}" for _, t in r.metrics["roc_points"]])
+    console.print(others)
+    console.print(
+        "hits / false alarms (blocks) = operating point of the training-set threshold; the hits @x% FA "
+        "and the ROC points below read the pooled test ROC (ranking figures, not operating points)."
+    )
+    roc = Table(
+        "FA",
+        *[r.model for r in results],
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+        title="hits on the test ROC",
+    )
+    for i, (g, _) in enumerate(results[0].metrics["roc_points"]):
+        roc.add_row(f"{g:.1%}", *[f"{r.metrics['roc_points'][i][1]:.1%}" for r in results])
     console.print(roc)
     for r in results:
         for name, ch in r.metrics["selection"].items():

@@ -40,7 +40,7 @@ from misuse.ingest.sea import SEA_BLOCK, SEA_SHAPE, SEA_TRAIN, SeaReader, load_s
 PUBLISHED: list[dict[str, Any]] = [
     {"method": "Naive Bayes (updating), Maxion & Townsend 2002", "hits": 0.615, "false_alarms": 0.013},
     {"method": "Uniqueness, Schonlau et al. 2001", "hits": 0.394, "false_alarms": 0.014},
-    {"method": "Schonlau et al. 2001 methods (range)", "hits": "0.342-0.693", "false_alarms": "0.014-0.067"},
+    {"method": "Schonlau et al. 2001 methods (range)", "hits": "34.2%-69.3%", "false_alarms": "1.4%-6.7%"},
 ]
 DEFAULT_MODELS: tuple[str, ...] = ("nb_per_user", "nb_rehearsed", "naive_bayes", "markov", "ensemble")
 ENSEMBLE_MEMBERS: tuple[str, ...] = ("naive_bayes", "markov")
