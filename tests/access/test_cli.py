@@ -75,11 +75,17 @@ def _capture(tmp_path: Path, name: str, device: str, port: int, size: int, t0: f
     return p
 
 
-def test_devices_train_list_check(tmp_path: Path) -> None:
+def _cam_and_lock(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Captures of a camera (443, large packets) and a lock (8883, small ones) and their devices table."""
     cam = _capture(tmp_path, "cam.pcap", "192.168.1.10", 443, 900, 0.0)
     lock = _capture(tmp_path, "lock.pcap", "192.168.1.11", 8883, 40, 0.0)
     table = tmp_path / "devices.csv"
     table.write_text("device,address\ncam-01,192.168.1.10\nlock-01,192.168.1.11\n")
+    return cam, lock, table
+
+
+def test_devices_train_list_check(tmp_path: Path) -> None:
+    cam, lock, table = _cam_and_lock(tmp_path)
     model = tmp_path / "m" / "fp"
 
     trained = runner.invoke(
@@ -106,10 +112,7 @@ def test_devices_train_list_check(tmp_path: Path) -> None:
 
 
 def test_devices_train_with_dns_names_keeps_them_in_the_model(tmp_path: Path) -> None:
-    cam = _capture(tmp_path, "cam.pcap", "192.168.1.10", 443, 900, 0.0)
-    lock = _capture(tmp_path, "lock.pcap", "192.168.1.11", 8883, 40, 0.0)
-    table = tmp_path / "devices.csv"
-    table.write_text("device,address\ncam-01,192.168.1.10\nlock-01,192.168.1.11\n")
+    cam, lock, table = _cam_and_lock(tmp_path)
     model = tmp_path / "fp"
     args = ["devices", "train", str(cam), str(lock), "--devices", str(table), "--model", str(model), "--window", "600"]
 
@@ -172,10 +175,7 @@ def test_access_reports_bad_records_like_ingest(tmp_path: Path) -> None:
 
 
 def test_devices_list_and_check_report_a_corrupt_capture(tmp_path: Path) -> None:
-    cam = _capture(tmp_path, "cam.pcap", "192.168.1.10", 443, 900, 0.0)
-    lock = _capture(tmp_path, "lock.pcap", "192.168.1.11", 8883, 40, 0.0)
-    table = tmp_path / "devices.csv"
-    table.write_text("device,address\ncam-01,192.168.1.10\nlock-01,192.168.1.11\n")
+    cam, lock, table = _cam_and_lock(tmp_path)
     model = tmp_path / "fp"
     project = tmp_path / "p"
     runner.invoke(app, ["devices", "train", str(cam), str(lock), "--devices", str(table), "-m", str(model)])
