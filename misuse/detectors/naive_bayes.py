@@ -129,14 +129,18 @@ class NaiveBayesDetector(SequenceDetector):
             return (c + distinct / v) / (c.sum() + distinct)  # type: ignore[no-any-return]
         return (c + self.alpha) / (c.sum() + self.alpha * v)  # type: ignore[no-any-return]
 
-    def _weights(self, e: int, own: bool) -> np.ndarray:
+    def _weights(self, e: int, own: bool, pop: np.ndarray | None = None) -> np.ndarray:
+        """Log-probabilities of entity ``e``'s model (own) or the population's; ``pop``: the latter's
+        probabilities when the caller already has them."""
         v = len(self.vocab_) + 1
+        if own and self.smoothing == "additive":
+            c = self.counts_[e, :v]
+            return np.log((c + self.alpha) / (c.sum() + self.alpha * v))  # type: ignore[no-any-return]
+        q = self._population(e) if pop is None else pop
         if not own:
-            return np.log(self._population(e))  # type: ignore[no-any-return]
+            return np.log(q)  # type: ignore[no-any-return]
         c = self.counts_[e, :v]
-        if self.smoothing == "dirichlet":
-            return np.log((c + self.mu * self._population(e)) / (c.sum() + self.mu))  # type: ignore[no-any-return]
-        return np.log((c + self.alpha) / (c.sum() + self.alpha * v))  # type: ignore[no-any-return]
+        return np.log((c + self.mu * q) / (c.sum() + self.mu))  # type: ignore[no-any-return]
 
     def _logprobs(self, e: int, ids: np.ndarray, own: bool) -> np.ndarray:
         return self._weights(e, own)[ids]
@@ -146,9 +150,11 @@ class NaiveBayesDetector(SequenceDetector):
         self._require(entity)
         ids = self._encode(np.asarray(blocks).ravel()).reshape(np.shape(blocks))
         e = self.entities_[entity]
-        w = -self._weights(e, True)
-        if self.contrast and len(self.entities_) > 1:
-            w = w + self._weights(e, False)
+        contrast = self.contrast and len(self.entities_) > 1
+        pop = self._population(e) if contrast or self.smoothing == "dirichlet" else None
+        w = -self._weights(e, True, pop)
+        if contrast:
+            w = w + self._weights(e, False, pop)
         if self.burst == "none":
             return w[ids].mean(axis=1)  # type: ignore[no-any-return]
         return _discounted(w, np.atleast_2d(ids))
